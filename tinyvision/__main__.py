@@ -1,0 +1,5 @@
+import sys
+
+from tinyvision.cli import main
+
+sys.exit(main())

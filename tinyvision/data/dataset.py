@@ -1,0 +1,123 @@
+"""A prepared dataset as the rest of tinyvision sees it: memory-mapped uint8 splits plus metadata.
+
+A Split may be a view (an index array over the cached rows): holdout splits and
+`--limit-train` subsets are views, never copies.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinyvision.errors import TinyVisionError
+
+
+@dataclass
+class Split:
+    name: str
+    images: np.ndarray  # uint8 (N_all, H, W, C), usually a read-only memmap over the cache
+    labels: np.ndarray  # int64 (N_all,), -1 for unlabeled
+    files: list[str] | None = None
+    boxes: np.ndarray | None = None
+    indices: np.ndarray | None = None  # rows of `images` in this view; None = all rows
+
+    def __len__(self) -> int:
+        return len(self.images) if self.indices is None else len(self.indices)
+
+    @property
+    def rows(self) -> np.ndarray:
+        return np.arange(len(self.images)) if self.indices is None else self.indices
+
+    @property
+    def targets(self) -> np.ndarray:
+        """Labels of the rows in this view."""
+        return self.labels if self.indices is None else self.labels[self.indices]
+
+    @property
+    def labeled(self) -> bool:
+        return bool(len(self.labels)) and bool((self.labels >= 0).all())
+
+    def view(self, name: str, rows: np.ndarray) -> "Split":
+        return Split(name, self.images, self.labels, self.files, self.boxes, np.sort(self.rows[rows]))
+
+    def stratified(self, fraction: float | None = None, count: int | None = None, seed: int = 0):
+        """Seeded, stratified (taken, rest) views: `fraction` or `count` of each class's rows."""
+        targets = self.targets
+        if not self.labeled:
+            raise TinyVisionError(f"split {self.name!r} is unlabeled: cannot split it by class")
+        if count is not None:
+            if not 0 < count <= len(self):
+                raise TinyVisionError(f"cannot take {count} of {len(self)} {self.name} images")
+            fraction = count / len(self)
+        elif fraction is None or not 0.0 < fraction < 1.0:
+            raise TinyVisionError(f"holdout fraction must lie in (0, 1), got {fraction}")
+        rng = np.random.default_rng([seed, 0x5EED])
+        taken = []
+        classes, counts = np.unique(targets, return_counts=True)
+        # Largest-remainder allocation so that exactly `count` rows are taken when count is given.
+        exact = counts * fraction
+        k = np.floor(exact).astype(int)
+        if count is not None:
+            short = count - k.sum()
+            k[np.argsort(-(exact - k), kind="stable")[:short]] += 1
+        else:
+            k = np.maximum(np.round(exact).astype(int), 1)
+        for c, kc in zip(classes, k):
+            pos = np.flatnonzero(targets == c)
+            taken.append(rng.permutation(pos)[:kc])
+        taken = np.sort(np.concatenate(taken))
+        rest = np.setdiff1d(np.arange(len(self)), taken)
+        return self.view(self.name, taken), self.view(self.name, rest)
+
+
+class Dataset:
+    """A prepared dataset: `ds.split("train")`, `ds.mean`, `ds.class_names`, `ds.holdout(0.1)`."""
+
+    def __init__(self, path: Path, meta: dict, mmap: bool = True):
+        self.path, self.meta = Path(path), meta
+        self._mmap = mmap
+        self._splits: dict[str, Split] = {}
+
+    @classmethod
+    def load(cls, path: Path, mmap: bool = True) -> "Dataset":
+        meta_file = Path(path) / "meta.json"
+        if not meta_file.exists():
+            raise TinyVisionError(f"{path}: not a tinyvision cache (no meta.json)")
+        return cls(path, json.loads(meta_file.read_text()), mmap)
+
+    name = property(lambda self: self.meta["dataset"])
+    num_classes = property(lambda self: len(self.meta["class_ids"]))
+    class_ids = property(lambda self: self.meta["class_ids"])
+    class_names = property(lambda self: self.meta["class_names"])
+    image_size = property(lambda self: tuple(self.meta["image_size"]))
+    channels = property(lambda self: self.meta["channels"])
+    mean = property(lambda self: tuple(self.meta["mean"]))
+    std = property(lambda self: tuple(self.meta["std"]))
+    split_names = property(lambda self: list(self.meta["splits"]))
+    val_split = property(lambda self: self.meta["val_split"])
+
+    def split(self, name: str) -> Split:
+        if name not in self.meta["splits"]:
+            raise TinyVisionError(f"{self.name} has no {name!r} split; it has {', '.join(self.meta['splits'])}")
+        if name not in self._splits:
+            mode = "r" if self._mmap else None
+            p = self.path
+            files = (p / f"{name}.files.txt").read_text().splitlines() if (p / f"{name}.files.txt").exists() else None
+            boxes = np.load(p / f"{name}.boxes.npy", mmap_mode=mode) if (p / f"{name}.boxes.npy").exists() else None
+            self._splits[name] = Split(name, np.load(p / f"{name}.images.npy", mmap_mode=mode),
+                                       np.load(p / f"{name}.labels.npy"), files, boxes)
+        return self._splits[name]
+
+    def holdout(self, fraction: float, seed: int = 0, split: str = "train") -> tuple[Split, Split]:
+        """(train_rest, holdout) views of `split`, stratified and seeded; for tuning without touching val."""
+        held, rest = self.split(split).stratified(fraction=fraction, seed=seed)
+        return rest.view(f"{split}-rest", np.arange(len(rest))), held.view("holdout", np.arange(len(held)))
+
+    def info(self) -> dict:
+        m = self.meta
+        return {"dataset": m["dataset"], "num_classes": self.num_classes, "splits": m["splits"],
+                "image_size": m["image_size"], "channels": m["channels"], "mean": m["mean"], "std": m["std"],
+                "class_ids": m["class_ids"], "class_names": m["class_names"], "val_split": m["val_split"],
+                "cache": str(self.path), "source": m["source"], "skipped": m["skipped"], **m.get("extra", {})}

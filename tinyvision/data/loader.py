@@ -1,0 +1,123 @@
+"""Batches straight from the uint8 cache, with no per-sample Python in the hot path.
+
+The order of epoch e is a permutation drawn from (seed, e) alone, so any epoch can be
+replayed, and `state_dict()` records the next batch so that a resumed run continues
+mid-epoch with exactly the batches it would have seen. Under DDP every rank draws the
+same permutation and takes every world_size-th entry, so the ranks partition the epoch.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from tinyvision.data.dataset import Split
+
+# Keep the whole split on the accelerator when it takes at most this share of free memory.
+DEVICE_MEMORY_SHARE = 0.25
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+
+
+def batch_generator(device: torch.device, seed: int, epoch: int, batch: int, rank: int) -> torch.Generator:
+    """The RNG that augments one batch: a function of its position only, so resume is exact."""
+    g = torch.Generator(device=device)
+    g.manual_seed(int(np.random.SeedSequence([seed, epoch, batch, rank, 0xA06]).generate_state(1, np.uint64)[0] >> 1))
+    return g
+
+
+class BatchLoader:
+    """Iterate (images, labels) batches of a Split for one epoch at a time.
+
+    images come out uint8 NCHW on `device` unless `transform(x_uint8, generator)` is given,
+    which turns them into model input (see tinyvision.data.augment)."""
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        drop_last: bool | None = None,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
+        transform: Callable | None = None,
+        in_memory: bool = True,
+    ):
+        self.split, self.batch_size = split, batch_size
+        self.shuffle = shuffle
+        self.drop_last = shuffle if drop_last is None else drop_last
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.device = torch.device(device)
+        self.transform = transform
+        self.epoch, self.batch_index = 0, 0
+        rows = split.rows
+        self._rows = torch.from_numpy(rows)
+        labels = torch.from_numpy(np.asarray(split.labels, dtype=np.int64))
+        if in_memory:
+            # One gather of the view's rows into RAM (or device memory); batches then index a tensor.
+            images = torch.from_numpy(np.ascontiguousarray(split.images[rows]))
+            self._images, self._labels = images, labels[self._rows]
+            self._local = torch.arange(len(rows))
+            if self.device.type != "cpu" and self._fits_on_device(images):
+                self._images, self._labels = images.to(self.device), self._labels.to(self.device)
+        else:
+            self._images, self._labels, self._local = None, labels, None
+
+    def _fits_on_device(self, t: torch.Tensor) -> bool:
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return t.numel() <= DEVICE_MEMORY_SHARE * free
+        return True
+
+    def _shard(self, epoch: int) -> np.ndarray:
+        order = epoch_order(len(self._rows), self.seed, epoch, self.shuffle)
+        if self.drop_last and self.world_size > 1:
+            order = order[: len(order) // self.world_size * self.world_size]  # equal steps on every rank
+        return order[self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        n = len(self._shard(self.epoch)) if self.world_size > 1 else len(self._rows)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.batch_index = epoch, 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batch_index": self.batch_index, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.batch_index = int(state["epoch"]), int(state["batch_index"])
+
+    def _fetch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._images is not None:
+            t = torch.from_numpy(idx).to(self._images.device)
+            x, y = self._images[t], self._labels[t]
+        else:
+            rows = self.split.rows[idx]
+            x = torch.from_numpy(np.ascontiguousarray(self.split.images[rows]))
+            y = torch.from_numpy(np.asarray(self.split.labels[rows], dtype=np.int64))
+        x = x.permute(0, 3, 1, 2)  # NHWC storage -> NCHW view (channels_last layout for free)
+        if x.device != self.device:
+            pin = self.device.type == "cuda"
+            x = (x.pin_memory() if pin else x).to(self.device, non_blocking=pin)
+            y = y.to(self.device, non_blocking=pin)
+        return x, y
+
+    def __iter__(self):
+        shard = self._shard(self.epoch)
+        n_batches = len(shard) // self.batch_size if self.drop_last else -(-len(shard) // self.batch_size)
+        while self.batch_index < n_batches:
+            b = self.batch_index
+            idx = shard[b * self.batch_size : (b + 1) * self.batch_size]
+            x, y = self._fetch(idx)
+            if self.transform is not None:
+                x = self.transform(x, batch_generator(x.device, self.seed, self.epoch, b, self.rank))
+            self.batch_index += 1  # the state now names the next batch: checkpoint after the step
+            yield x, y
+        self.epoch, self.batch_index = self.epoch + 1, 0
