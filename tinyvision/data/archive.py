@@ -53,11 +53,14 @@ class Source:
         self._names = self._list()
 
     def _list(self) -> list[str]:
+        self._dirs: set[str] = set()
         if self.kind == "dir":
             out = []
             for root, dirs, files in os.walk(self.path):
                 dirs.sort()
                 rel = Path(root).relative_to(self.path).as_posix()
+                if rel != ".":
+                    self._dirs.add(rel)
                 for f in sorted(files):
                     out.append(f if rel == "." else f"{rel}/{f}")
             return [n for n in out if not is_junk(n)]
@@ -65,12 +68,15 @@ class Source:
             infos = self._open_zip().infolist()
             for i in infos:
                 check_member_name(self.path, i.filename)
+            self._dirs = {i.filename.rstrip("/") for i in infos if i.is_dir()}
             return [i.filename for i in infos if not i.is_dir() and not is_junk(i.filename)]
         tf = self._open_tar()
         for m in tf.getmembers():
             check_member_name(self.path, m.name)
             if m.isfile() and not is_junk(m.name):
                 self._tar_members[m.name] = m
+            elif m.isdir():
+                self._dirs.add(m.name.rstrip("/"))
         return list(self._tar_members)
 
     def _open_zip(self) -> zipfile.ZipFile:
@@ -85,6 +91,14 @@ class Source:
 
     def names(self) -> list[str]:
         return self._names
+
+    def dirs(self) -> set[str]:
+        """Every folder, including empty ones and those only implied by file paths."""
+        out = set(self._dirs)
+        for n in self._names:
+            parts = n.split("/")[:-1]
+            out.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+        return out
 
     def find(self, basename: str) -> str | None:
         """The shortest member path whose last component is `basename` (locates the dataset root)."""

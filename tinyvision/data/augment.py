@@ -24,19 +24,38 @@ def _rand(n, g, x, lo=0.0, hi=1.0):
     return torch.rand(n, generator=g, device=x.device) * (hi - lo) + lo
 
 
-def _affine(x: torch.Tensor, theta: torch.Tensor, size=None) -> torch.Tensor:
+def _affine_grid(theta: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
+    """F.affine_grid(theta, align_corners=False), computed separably: the x and y terms are
+    (N, W) and (N, H) tables added by broadcasting, 7x faster than affine_grid's batched
+    matmul on this CPU (0.55 ms against 4 ms for 256 x 64 x 64)."""
+    xs = (torch.arange(w, device=theta.device, dtype=theta.dtype) * 2 + 1) / w - 1
+    ys = (torch.arange(h, device=theta.device, dtype=theta.dtype) * 2 + 1) / h - 1
+    grid = torch.empty(n, h, w, 2, device=theta.device, dtype=theta.dtype)
+    for k in range(2):
+        a = theta[:, k, 0, None] * xs + theta[:, k, 2, None]
+        b = theta[:, k, 1, None] * ys
+        torch.add(a[:, None, :], b[:, :, None], out=grid[..., k])
+    return grid
+
+
+def _affine(x: torch.Tensor, theta: torch.Tensor, size=None, mode="bilinear", padding="zeros") -> torch.Tensor:
     """Resample every image through its own 2x3 matrix (output coords -> input coords, normalized)."""
     n, c, h, w = x.shape
     oh, ow = size or (h, w)
-    grid = F.affine_grid(theta.to(x.dtype), [n, c, oh, ow], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    grid = _affine_grid(theta[:, :2].to(x.dtype), n, oh, ow)
+    return F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=False)
 
 
-def _rotation_theta(deg: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def _eye(n, device):
+    return torch.eye(3, device=device).repeat(n, 1, 1)
+
+
+def _rotation(deg: torch.Tensor, h: int, w: int) -> torch.Tensor:
     a = deg * math.pi / 180
-    cos, sin = torch.cos(a), torch.sin(a)
-    z = torch.zeros_like(a)
-    return torch.stack([torch.stack([cos, -sin * h / w, z], 1), torch.stack([sin * w / h, cos, z], 1)], 1)
+    m = _eye(len(deg), deg.device)
+    m[:, 0, 0], m[:, 0, 1] = torch.cos(a), -torch.sin(a) * h / w
+    m[:, 1, 0], m[:, 1, 1] = torch.sin(a) * w / h, torch.cos(a)
+    return m
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
@@ -51,104 +70,140 @@ def _blend(a, b, f):
     return (b + (a - b) * f.view(-1, 1, 1, 1)).clamp_(0, 1)
 
 
-# ---------------------------------------------------------------- ops
+# ---------------------------------------------------------------- geometric ops
+class GeometricOp:
+    """An op that is one affine map per sample. Consecutive geometric ops are composed into one
+    matrix and resampled once (see Geometry), so flip + crop + rotate cost one grid_sample."""
+
+    mode = "nearest"  # torchvision's default for rotation and affine; exact for flips and crops
+    fill_mode = "zeros"  # grid_sample padding for pixels from outside the image
+    size = None
+
+    def matrix(self, x: torch.Tensor, g) -> torch.Tensor:  # (N, 3, 3), output -> input coords
+        raise NotImplementedError
+
+    def __call__(self, x, g):
+        return Geometry([self])(x, g)
+
+
+class Geometry:
+    """Composed geometric ops: M = M_1 @ M_2 @ ... (op 1 applied first), one resampling."""
+
+    def __init__(self, ops):
+        self.ops = list(ops)
+        self.mode = "bilinear" if any(op.mode == "bilinear" for op in self.ops) else "nearest"
+        self.padding = "reflection" if any(op.fill_mode == "reflection" for op in self.ops) else "zeros"
+        sizes = [op.size for op in self.ops if op.size]
+        self.size = (sizes[-1], sizes[-1]) if sizes else None
+
+    def __call__(self, x, g):
+        m = self.ops[0].matrix(x, g)
+        for op in self.ops[1:]:
+            m = m @ op.matrix(x, g)
+        return _affine(x, m, self.size, self.mode, self.padding)
+
+    def __repr__(self):
+        return f"Geometry({self.ops})"
+
+
 @dataclass
-class Flip:
+class Flip(GeometricOp):
     p: float = 0.5
 
-    def __call__(self, x, g):
-        m = (_rand(len(x), g, x) < self.p).view(-1, 1, 1, 1)
-        return torch.where(m, x.flip(3), x)
+    def matrix(self, x, g):
+        m = _eye(len(x), x.device)
+        m[:, 0, 0] = torch.where(_rand(len(x), g, x) < self.p, -1.0, 1.0)
+        return m
 
 
 @dataclass
-class Crop:
-    """Pad by `padding` pixels and cut a random window of the original size: integer translation."""
+class Crop(GeometricOp):
+    """Pad by `padding` pixels and cut a random window of the original size: a random integer
+    translation of up to `padding` pixels each way, exact (nearest sampling at pixel centres)."""
 
     padding: int = 4
-    mode: str = "reflect"  # or "constant" (zeros)
+    fill: str = "zeros"  # torchvision RandomCrop's default; or "reflection"
 
-    def __call__(self, x, g):
+    @property
+    def fill_mode(self):
+        return "reflection" if self.fill.startswith("reflect") else "zeros"
+
+    def matrix(self, x, g):
+        n, _, h, w = x.shape
         p = int(self.padding)
-        if p <= 0:
-            return x
-        n, c, h, w = x.shape
-        xp = F.pad(x, (p, p, p, p), mode=self.mode)
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=g, device=x.device)
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=g, device=x.device)
-        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None].expand(n, c, h, w + 2 * p)
-        x = xp.gather(2, rows)
-        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :].expand(n, c, h, w)
-        return x.gather(3, cols)
+        m = _eye(n, x.device)
+        m[:, 0, 2] = torch.randint(-p, p + 1, (n,), generator=g, device=x.device) * 2.0 / w
+        m[:, 1, 2] = torch.randint(-p, p + 1, (n,), generator=g, device=x.device) * 2.0 / h
+        return m
 
 
 @dataclass
-class Rotate:
+class Rotate(GeometricOp):
     degrees: float = 15.0
+    mode: str = "nearest"
 
-    def __call__(self, x, g):
+    def matrix(self, x, g):
         _, _, h, w = x.shape
-        return _affine(x, _rotation_theta(_rand(len(x), g, x, -self.degrees, self.degrees), h, w))
+        return _rotation(_rand(len(x), g, x, -self.degrees, self.degrees), h, w)
 
 
 @dataclass
-class RotateChoice:
+class RotateChoice(GeometricOp):
     """Rotate each image by one angle drawn from a list (seed report 000 used 0, 25, 45, 65, 90)."""
 
     angles: tuple = (0, 25, 45, 65, 90)
+    mode: str = "nearest"
 
-    def __call__(self, x, g):
+    def matrix(self, x, g):
         _, _, h, w = x.shape
         angles = torch.tensor(self.angles, dtype=torch.float32, device=x.device)
         pick = torch.randint(0, len(angles), (len(x),), generator=g, device=x.device)
-        return _affine(x, _rotation_theta(angles[pick], h, w))
+        return _rotation(angles[pick], h, w)
 
 
 @dataclass
-class Translate:
-    """Shift by up to `fraction` of the size in each direction (sub-pixel, zero fill)."""
+class Translate(GeometricOp):
+    """Shift by up to `fraction` of the size in each direction (zero fill)."""
 
     fraction: float = 0.1
+    mode: str = "nearest"
 
-    def __call__(self, x, g):
+    def matrix(self, x, g):
         n = len(x)
-        theta = torch.zeros(n, 2, 3, device=x.device)
-        theta[:, 0, 0] = theta[:, 1, 1] = 1
-        theta[:, 0, 2] = _rand(n, g, x, -2 * self.fraction, 2 * self.fraction)
-        theta[:, 1, 2] = _rand(n, g, x, -2 * self.fraction, 2 * self.fraction)
-        return _affine(x, theta)
+        m = _eye(n, x.device)
+        m[:, 0, 2] = _rand(n, g, x, -2 * self.fraction, 2 * self.fraction)
+        m[:, 1, 2] = _rand(n, g, x, -2 * self.fraction, 2 * self.fraction)
+        return m
 
 
 @dataclass
-class RandomResizedCrop:
+class RandomResizedCrop(GeometricOp):
     """torchvision's RandomResizedCrop, vectorized: 10 tries per sample, then the centre fallback."""
 
     scale: tuple = (0.08, 1.0)
     ratio: tuple = (3 / 4, 4 / 3)
     size: int | None = None  # output side; default: the input's
+    mode: str = "bilinear"
 
-    def __call__(self, x, g):
+    def matrix(self, x, g):
         n, _, h, w = x.shape
         tries = 10
         area = _rand((n, tries), g, x, *self.scale) * h * w
-        logr = _rand((n, tries), g, x, math.log(self.ratio[0]), math.log(self.ratio[1]))
-        r = torch.exp(logr)
+        r = torch.exp(_rand((n, tries), g, x, math.log(self.ratio[0]), math.log(self.ratio[1])))
         cw, ch = torch.sqrt(area * r), torch.sqrt(area / r)
         ok = (cw <= w) & (ch <= h)
         first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((n,), -1, device=x.device))
-        # fallback: whole image, ratio clamped into range
-        in_r = min(max(w / h, self.ratio[0]), self.ratio[1])
+        in_r = min(max(w / h, self.ratio[0]), self.ratio[1])  # fallback: whole image, ratio clamped
         fw, fh = min(w, h * in_r), min(h, w / in_r)
-        i = first.clamp(min=0)
-        cw = torch.where(first >= 0, cw[torch.arange(n), i], torch.full((n,), float(fw), device=x.device))
-        ch = torch.where(first >= 0, ch[torch.arange(n), i], torch.full((n,), float(fh), device=x.device))
+        i, rows = first.clamp(min=0), torch.arange(n, device=x.device)
+        cw = torch.where(first >= 0, cw[rows, i], torch.full((n,), float(fw), device=x.device))
+        ch = torch.where(first >= 0, ch[rows, i], torch.full((n,), float(fh), device=x.device))
         cx = cw / 2 + _rand(n, g, x) * (w - cw)
         cy = ch / 2 + _rand(n, g, x) * (h - ch)
-        theta = torch.zeros(n, 2, 3, device=x.device)
-        theta[:, 0, 0], theta[:, 1, 1] = cw / w, ch / h
-        theta[:, 0, 2], theta[:, 1, 2] = 2 * cx / w - 1, 2 * cy / h - 1
-        s = self.size
-        return _affine(x, theta, (s, s) if s else None)
+        m = _eye(n, x.device)
+        m[:, 0, 0], m[:, 1, 1] = cw / w, ch / h
+        m[:, 0, 2], m[:, 1, 2] = 2 * cx / w - 1, 2 * cy / h - 1
+        return m
 
 
 @dataclass
@@ -270,11 +325,10 @@ def _apply_op(name: str, x: torch.Tensor, m: torch.Tensor, g) -> torch.Tensor:
         scale = torch.where(hi > lo, 1 / (hi - lo).clamp(min=1e-6), torch.ones_like(hi))
         return torch.where(hi > lo, (x - lo) * scale, x).clamp(0, 1)
     n, _, h, w = x.shape
-    theta = torch.zeros(n, 2, 3, device=x.device)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta = _eye(n, x.device)
     s = _signed(m, g, x)
     if name == "rotate":
-        theta = _rotation_theta(30 * s, h, w)
+        theta = _rotation(30 * s, h, w)
     elif name == "shear_x":
         theta[:, 0, 1] = 0.3 * s
     elif name == "shear_y":
@@ -283,7 +337,7 @@ def _apply_op(name: str, x: torch.Tensor, m: torch.Tensor, g) -> torch.Tensor:
         theta[:, 0, 2] = 2 * 0.45 * s
     elif name == "translate_y":
         theta[:, 1, 2] = 2 * 0.45 * s
-    return _affine(x, theta)
+    return _affine(x, theta, mode="nearest")
 
 
 def _per_sample_ops(x, g, magnitude: torch.Tensor) -> torch.Tensor:
@@ -405,25 +459,52 @@ def parse_policy(policy, image_size: int = 32) -> list:
     return ops
 
 
+def _group_geometry(ops: list) -> list:
+    """Merge each run of consecutive geometric ops into one Geometry stage."""
+    out = []
+    for op in ops:
+        if isinstance(op, GeometricOp):
+            if out and isinstance(out[-1], Geometry):
+                out[-1] = Geometry(out[-1].ops + [op])
+            else:
+                out.append(Geometry([op]))
+        else:
+            out.append(op)
+    return out
+
+
+_LINEAR = (Geometry, Resize)  # stages that commute with scaling pixel values
+
+
 class Augment:
-    """uint8 NCHW batch -> float model input: ops on [0, 1] values, then normalization."""
+    """uint8 NCHW batch -> float model input: ops on [0, 1] values, then normalization.
+
+    Geometric stages and resizing are linear in the pixel values, so while only those have
+    run the batch stays on the 0..255 scale and the division by 255 is folded into the
+    final normalization: one pass over the batch fewer."""
 
     def __init__(self, ops, mean, std, size: int | None = None, channels_last: bool = False):
         self.ops = list(ops)
-        self.post = ([Resize(size)] if size else []) + [Normalize(tuple(mean), tuple(std))]
+        self.stages = _group_geometry(self.ops) + ([Resize(size)] if size else [])
+        self.mean, self.std = tuple(mean), tuple(std)
         self.channels_last = channels_last
 
     def __call__(self, x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        x = x.to(dtype=torch.float32, memory_format=fmt).div_(255)
-        for op in self.ops:
-            x = op(x, g)
-        for op in self.post:
-            x = op(x)
+        x = x.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+        scale = 255.0  # x holds pixel values times 1 / scale... until the first non-linear stage
+        for stage in self.stages:
+            if scale != 1.0 and not isinstance(stage, _LINEAR):
+                x = x.div_(scale)
+                scale = 1.0
+            x = stage(x, g)
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        inv = 1.0 / torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        x = torch.addcmul(-mean * inv, x, inv / scale)  # (x / scale - mean) / std in one pass
         return x.contiguous(memory_format=fmt)
 
     def __repr__(self):
-        return f"Augment({self.ops + self.post})"
+        return f"Augment({self.stages}, mean={self.mean}, std={self.std})"
 
 
 def build_augment(policy, mean, std, image_size: int = 32, size: int | None = None, channels_last=False) -> Augment:

@@ -94,7 +94,7 @@ def _clean_stale(parent: Path) -> None:
     """Remove temp folders left by builds whose process is gone (killed mid-build)."""
     for d in parent.glob(".tmp-*"):
         try:
-            pid = int(d.name.split("-")[2])
+            pid = int(d.name.split("-")[1])
             os.kill(pid, 0)
         except ProcessLookupError:
             shutil.rmtree(d, ignore_errors=True)

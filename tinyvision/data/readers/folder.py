@@ -37,6 +37,14 @@ def read_folder(source: Source, *, image_size=None, skip_bad=False, workers=None
     has_splits = any(r.split("/", 1)[0] in SPLIT_NAMES and r.count("/") >= 2 for r in rel)
     by_split: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     class_dirs: dict[str, set] = defaultdict(set)
+    for d in source.dirs():  # empty class folders must be seen too
+        if not d.startswith(prefix.rstrip("/")):
+            continue
+        parts = d[len(prefix):].split("/")
+        if has_splits and len(parts) == 2 and parts[0] in SPLIT_NAMES:
+            class_dirs[parts[0]].add(parts[1])
+        elif not has_splits and len(parts) == 1 and parts[0]:
+            class_dirs["train"].add(parts[0])
     for full, r in zip(names, rel):
         parts = r.split("/")
         if has_splits:

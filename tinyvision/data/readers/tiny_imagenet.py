@@ -131,7 +131,8 @@ def read_tiny_imagenet(source: Source, *, image_size=None, skip_bad=False, worke
         splits[split] = RawSplit(
             images=imgs,
             labels=np.asarray(labels, dtype=np.int64)[keep],
-            files=[f for f, k in zip(files, keep) if k],
+            # relative to the dataset root, so the zip and its extracted folder agree
+            files=[f[len(root) + 1 :] if root else f for f, k in zip(files, keep) if k],
             boxes=boxes[keep],
         )
     return RawDataset(splits=splits, class_ids=wnids, class_names=class_names, skipped=skipped)

@@ -1,0 +1,148 @@
+"""Small datasets written in each exact official on-disk format."""
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import struct
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+WNIDS = ["n01443537", "n01629819", "n01641577"]
+WORDS = {"n01443537": "goldfish, Carassius auratus", "n01629819": "European fire salamander, Salamandra salamandra",
+         "n01641577": "bullfrog, Rana catesbeiana", "n00001740": "entity"}
+
+
+def _jpeg(arr: np.ndarray, mode=None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def tiny_imagenet_tree(root: Path, n_train: int = 4, n_val: int = 2, n_test: int = 2, size: int = 64) -> Path:
+    """root/tiny-imagenet-200/... with one grayscale train JPEG and a .DS_Store."""
+    rng = np.random.default_rng(0)
+    base = Path(root) / "tiny-imagenet-200"
+    (base / "val" / "images").mkdir(parents=True)
+    (base / "test" / "images").mkdir(parents=True)
+    (base / "wnids.txt").write_text("\n".join(WNIDS) + "\n")
+    (base / "words.txt").write_text("".join(f"{k}\t{v}\n" for k, v in WORDS.items()))
+    for ci, w in enumerate(WNIDS):
+        d = base / "train" / w / "images"
+        d.mkdir(parents=True)
+        lines = []
+        for i in range(n_train):
+            arr = np.full((size, size, 3), 40 + 80 * ci, np.uint8) + rng.integers(0, 20, (size, size, 3), dtype=np.uint8)
+            if ci == 0 and i == 0:  # a grayscale JPEG, as 1.8% of the real train set
+                (d / f"{w}_{i}.JPEG").write_bytes(_jpeg(arr[..., 0], "L"))
+            else:
+                (d / f"{w}_{i}.JPEG").write_bytes(_jpeg(arr))
+            lines.append(f"{w}_{i}.JPEG\t{i}\t{i + 1}\t{40 + i}\t{50 + i}\n")
+        (base / "train" / w / f"{w}_boxes.txt").write_text("".join(lines))
+    (base / "train" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    ann = []
+    for i in range(n_val * len(WNIDS)):
+        ci = i % len(WNIDS)
+        arr = np.full((size, size, 3), 40 + 80 * ci, np.uint8)
+        (base / "val" / "images" / f"val_{i}.JPEG").write_bytes(_jpeg(arr))
+        ann.append(f"val_{i}.JPEG\t{WNIDS[ci]}\t{i}\t2\t60\t61\n")
+    (base / "val" / "val_annotations.txt").write_text("".join(ann))
+    for i in range(n_test):
+        (base / "test" / "images" / f"test_{i}.JPEG").write_bytes(_jpeg(np.full((size, size, 3), 128, np.uint8)))
+    return base
+
+
+def zip_tree(folder: Path, dest: Path) -> Path:
+    folder = Path(folder)
+    with zipfile.ZipFile(dest, "w") as z:
+        for p in sorted(folder.rglob("*")):
+            z.write(p, p.relative_to(folder.parent).as_posix())
+    return dest
+
+
+def idx_bytes(arr: np.ndarray, magic: int) -> bytes:
+    return struct.pack(">I", magic) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.astype(np.uint8).tobytes()
+
+
+def idx_dataset(root: Path, n_train: int = 20, n_test: int = 10, gz: bool = True, size: int = 28) -> Path:
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        images = (labels[:, None, None] * 25 + rng.integers(0, 5, (n, size, size))).astype(np.uint8)
+        for kind, arr, magic in (("images-idx3", images, 0x803), ("labels-idx1", labels, 0x801)):
+            data = idx_bytes(arr, magic)
+            name = f"{prefix}-{kind}-ubyte"
+            if gz:
+                (root / (name + ".gz")).write_bytes(gzip.compress(data))
+            else:
+                (root / name).write_bytes(data)
+    return root
+
+
+def _cifar_batch(n, label_key, n_classes, rng, extra=None):
+    labels = (np.arange(n) % n_classes).tolist()
+    d = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), label_key.encode(): labels,
+         b"batch_label": b"fixture"}
+    d.update(extra or {})
+    return pickle.dumps(d, protocol=2)
+
+
+def cifar10(root: Path, per_batch: int = 6, tar: bool = False) -> Path:
+    rng = np.random.default_rng(2)
+    base = Path(root) / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    (base / "batches.meta").write_bytes(pickle.dumps({b"label_names": names, b"num_vis": 3072}, protocol=2))
+    for i in range(1, 6):
+        (base / f"data_batch_{i}").write_bytes(_cifar_batch(per_batch, "labels", 10, rng))
+    (base / "test_batch").write_bytes(_cifar_batch(per_batch, "labels", 10, rng))
+    if not tar:
+        return base
+    out = Path(root) / "cifar-10-python.tar.gz"
+    with tarfile.open(out, "w:gz") as t:
+        t.add(base, arcname="cifar-10-batches-py")
+    return out
+
+
+def cifar100(root: Path, n: int = 12) -> Path:
+    rng = np.random.default_rng(3)
+    base = Path(root) / "cifar-100-python"
+    base.mkdir(parents=True)
+    fine = [f"fine{i}".encode() for i in range(100)]
+    coarse = [f"coarse{i}".encode() for i in range(20)]
+    (base / "meta").write_bytes(pickle.dumps({b"fine_label_names": fine, b"coarse_label_names": coarse}, protocol=2))
+    for split in ("train", "test"):
+        labels = (np.arange(n) % 100).tolist()
+        (base / split).write_bytes(pickle.dumps({
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"fine_labels": labels,
+            b"coarse_labels": [l // 5 for l in labels], b"filenames": [b"x.png"] * n}, protocol=2))
+    return base
+
+
+def folder_tree(root: Path, classes=("cat", "dog"), per_class: int = 3, splits=("train", "val"), size: int = 24) -> Path:
+    root = Path(root)
+    rng = np.random.default_rng(4)
+    for split in splits:
+        for ci, c in enumerate(classes):
+            d = root / split / c
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(d / f"{c}_{i}.png")
+    return root
+
+
+def flat_folder_tree(root: Path, classes=("cat", "dog"), per_class: int = 3, size: int = 24) -> Path:
+    root = Path(root)
+    rng = np.random.default_rng(5)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / c / f"{i}.jpg")
+    return root

@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+import torch
+
+from tinyvision.data import Split
+from tinyvision.data.augment import build_augment
+from tinyvision.data.loader import BatchLoader
+
+
+def make_split(n=103, h=8):
+    images = np.arange(n, dtype=np.uint8)[:, None, None, None].repeat(h, 1).repeat(h, 2).repeat(3, 3)
+    return Split("train", images, np.arange(n, dtype=np.int64) % 7)
+
+
+def ids(batches):
+    return [y for _, y in batches]
+
+
+def test_batches_shapes_and_labels():
+    s = make_split()
+    loader = BatchLoader(s, 16, shuffle=True, seed=0)
+    batches = list(loader)
+    assert len(batches) == len(loader) == 6  # drop_last while shuffling
+    x, y = batches[0]
+    assert x.shape == (16, 3, 8, 8) and x.dtype == torch.uint8 and y.dtype == torch.int64
+    assert torch.equal(y, x[:, 0, 0, 0].long() % 7)  # labels stay with their images
+
+
+def test_order_reproducible_from_seed_and_epoch():
+    s = make_split()
+    a, b = BatchLoader(s, 10, seed=5), BatchLoader(s, 10, seed=5)
+    b.set_epoch(3)
+    a.set_epoch(3)
+    ea = [x[:, 0, 0, 0].tolist() for x, _ in a]
+    eb = [x[:, 0, 0, 0].tolist() for x, _ in b]
+    assert ea == eb
+    a.set_epoch(4)
+    assert [x[:, 0, 0, 0].tolist() for x, _ in a] != ea
+    c = BatchLoader(s, 10, seed=6)
+    c.set_epoch(3)
+    assert [x[:, 0, 0, 0].tolist() for x, _ in c] != ea
+
+
+def test_resume_mid_epoch_gives_same_batches_and_augmentation():
+    s = make_split()
+    aug = build_augment("flip,crop:padding=2,rotate:degrees=20", (0.5,) * 3, (0.2,) * 3, image_size=8)
+    full = BatchLoader(s, 8, seed=1, transform=aug)
+    full.set_epoch(2)
+    expected = list(full)
+    part = BatchLoader(s, 8, seed=1, transform=aug)
+    part.set_epoch(2)
+    it = iter(part)
+    for _ in range(5):
+        next(it)
+    state = part.state_dict()
+    assert state == {"epoch": 2, "batch_index": 5, "seed": 1}
+    resumed = BatchLoader(s, 8, seed=1, transform=aug)
+    resumed.load_state_dict(state)
+    rest = list(resumed)
+    assert len(rest) == len(expected) - 5
+    for (x1, y1), (x2, y2) in zip(expected[5:], rest):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert resumed.state_dict()["epoch"] == 3  # finished epochs advance
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_eval_sharding_covers_each_sample_exactly_once(world):
+    s = make_split(101)
+    seen = []
+    for r in range(world):
+        loader = BatchLoader(s, 16, shuffle=False, rank=r, world_size=world)
+        seen += [int(v) for x, _ in loader for v in x[:, 0, 0, 0]]
+    assert sorted(seen) == list(range(101))
+
+
+def test_train_sharding_disjoint_equal_steps():
+    s = make_split(100)
+    shards = [BatchLoader(s, 8, shuffle=True, seed=9, rank=r, world_size=2) for r in range(2)]
+    got = [[int(v) for x, _ in l for v in x[:, 0, 0, 0]] for l in shards]
+    assert len(shards[0]) == len(shards[1]) == 6
+    assert not set(got[0]) & set(got[1])
+    # together the shards are a permutation of one epoch (minus drop_last's remainder)
+    assert len(set(got[0]) | set(got[1])) == 96
+
+
+def test_view_split_and_memmap_mode(tmp_path):
+    s = make_split(50)
+    path = tmp_path / "imgs.npy"
+    np.save(path, s.images)
+    mm = Split("train", np.load(path, mmap_mode="r"), s.labels)
+    view = mm.view("sub", np.arange(0, 50, 5))
+    a = [x for x, _ in BatchLoader(view, 4, shuffle=False, in_memory=True)]
+    b = [x for x, _ in BatchLoader(view, 4, shuffle=False, in_memory=False)]
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    assert torch.cat(a)[:, 0, 0, 0].tolist() == list(range(0, 50, 5))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_loader_keeps_data_on_device():
+    s = make_split()
+    aug = build_augment("standard", (0.5,) * 3, (0.2,) * 3, image_size=8)
+    loader = BatchLoader(s, 16, device="cuda", transform=aug)
+    x, y = next(iter(loader))
+    assert x.is_cuda and y.is_cuda and loader._images.is_cuda
