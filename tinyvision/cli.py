@@ -62,6 +62,37 @@ def cmd_data_preview(a):
     return 0
 
 
+def cmd_models_list(a):
+    from tinyvision.models import get_entry, list_models
+
+    names = list_models()
+    if a.json:
+        print(json.dumps([{"name": n, "family": get_entry(n).family,
+                           "input_sizes": get_entry(n).input_sizes} for n in names]))
+    else:
+        for n in names:
+            e = get_entry(n)
+            sizes = ", ".join(map(str, e.input_sizes)) if e.input_sizes else f">= {e.min_size}"
+            print(f"{n:24s} {e.family:10s} input {sizes}")
+    return 0
+
+
+def cmd_models_show(a):
+    from tinyvision.models import create_model, summarize
+
+    model = create_model(a.name, num_classes=a.classes, in_chans=a.in_chans)
+    s = summarize(model, a.input, a.in_chans)
+    if a.json:
+        print(json.dumps({"name": a.name, "params": s["params"], "macs": s["macs"], "input": a.input,
+                          "classes": a.classes, "in_chans": a.in_chans, "layers": s["layers"]}))
+        return 0
+    print(f"{'layer':40s} {'type':18s} {'output':18s} {'params':>12s} {'MACs':>14s}")
+    for r in s["layers"]:
+        print(f"{r['name'][:40]:40s} {r['type']:18s} {str(r['output']):18s} {r['params']:12,d} {r['macs']:14,d}")
+    print(f"{a.name}: {s['params']:,} trainable parameters, {s['macs']:,} MACs at {a.input}x{a.input}x{a.in_chans}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinyvision", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=32, help="number of samples")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_data_preview)
+
+    models = sub.add_parser("models", help="the model zoo").add_subparsers(dest="action", required=True)
+    p = models.add_parser("list", help="every registered model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models_list)
+    p = models.add_parser("show", help="parameters, MACs and a layer summary")
+    p.add_argument("name")
+    p.add_argument("--input", type=int, default=64, help="input side in pixels")
+    p.add_argument("--classes", type=int, default=200)
+    p.add_argument("--in-chans", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models_show)
     return parser
 
 
