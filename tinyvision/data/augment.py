@@ -384,17 +384,6 @@ class Resize:
         return F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
 
 
-@dataclass
-class Normalize:
-    mean: tuple = (0.5,)
-    std: tuple = (0.5,)
-
-    def __call__(self, x, g=None):
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        return (x - mean) / std
-
-
 OPS = {
     "flip": Flip, "crop": Crop, "rotate": Rotate, "rotate-choice": RotateChoice, "translate": Translate,
     "rrc": RandomResizedCrop, "random-resized-crop": RandomResizedCrop, "brightness": Brightness,
