@@ -146,9 +146,10 @@ def prepare(
         bar = None
         if progress:
             from tqdm import tqdm
-            from tinyvision.data.readers.tiny_imagenet import count_images
+            from tinyvision.data.readers.folder import IMAGE_EXTS
             s = Source(src)
-            total = count_images(s) if s.kind != "tar" else None
+            # image files to decode; 0 for IDX/CIFAR sources, which decode in one step (no bar)
+            total = sum(n.lower().endswith(IMAGE_EXTS) for n in s.names()) if s.kind != "tar" else 0
             bar = tqdm(total=total or None, desc=f"decoding {name}", unit="img", disable=not total)
         raw = spec.reader(Source(src), image_size=image_size, skip_bad=skip_bad, workers=workers, progress=bar)
         if bar is not None:

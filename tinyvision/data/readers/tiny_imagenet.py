@@ -137,6 +137,3 @@ def read_tiny_imagenet(source: Source, *, image_size=None, skip_bad=False, worke
         )
     return RawDataset(splits=splits, class_ids=wnids, class_names=class_names, skipped=skipped)
 
-
-def count_images(source: Source) -> int:
-    return sum(1 for n in source.names() if n.lower().endswith(IMAGE_EXTS))
