@@ -144,14 +144,14 @@ def prepare(
     t0 = time.time()
     try:
         bar = None
+        source = Source(src)  # lists the members once; a zip of 100k entries takes a moment
         if progress:
             from tqdm import tqdm
             from tinyvision.data.readers.folder import IMAGE_EXTS
-            s = Source(src)
             # image files to decode; 0 for IDX/CIFAR sources, which decode in one step (no bar)
-            total = sum(n.lower().endswith(IMAGE_EXTS) for n in s.names()) if s.kind != "tar" else 0
+            total = sum(n.lower().endswith(IMAGE_EXTS) for n in source.names()) if source.kind != "tar" else 0
             bar = tqdm(total=total or None, desc=f"decoding {name}", unit="img", disable=not total)
-        raw = spec.reader(Source(src), image_size=image_size, skip_bad=skip_bad, workers=workers, progress=bar)
+        raw = spec.reader(source, image_size=image_size, skip_bad=skip_bad, workers=workers, progress=bar)
         if bar is not None:
             bar.close()
         _validate(raw, src)

@@ -56,7 +56,7 @@ class BatchLoader:
         self.device = torch.device(device)
         self.transform = transform
         self.epoch, self.batch_index = 0, 0
-        rows = split.rows
+        rows = self._row_ids = split.rows  # computed once: a view's rows, or arange for a whole split
         self._rows = torch.from_numpy(rows)
         labels = torch.from_numpy(np.asarray(split.labels, dtype=np.int64))
         if in_memory:
@@ -81,9 +81,13 @@ class BatchLoader:
             order = order[: len(order) // self.world_size * self.world_size]  # equal steps on every rank
         return order[self.rank :: self.world_size]
 
+    def _num_batches(self, shard_len: int) -> int:
+        return shard_len // self.batch_size if self.drop_last else -(-shard_len // self.batch_size)
+
     def __len__(self) -> int:
-        n = len(self._shard(self.epoch)) if self.world_size > 1 else len(self._rows)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        n, w = len(self._rows), self.world_size
+        shard_len = n // w if self.drop_last else len(range(self.rank, n, w))  # as _shard, without the permutation
+        return self._num_batches(shard_len)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self.batch_index = epoch, 0
@@ -99,7 +103,7 @@ class BatchLoader:
             t = torch.from_numpy(idx).to(self._images.device)
             x, y = self._images[t], self._labels[t]
         else:
-            rows = self.split.rows[idx]
+            rows = self._row_ids[idx]
             x = torch.from_numpy(np.ascontiguousarray(self.split.images[rows]))
             y = torch.from_numpy(np.asarray(self.split.labels[rows], dtype=np.int64))
         x = x.permute(0, 3, 1, 2)  # NHWC storage -> NCHW view (channels_last layout for free)
@@ -111,7 +115,7 @@ class BatchLoader:
 
     def __iter__(self):
         shard = self._shard(self.epoch)
-        n_batches = len(shard) // self.batch_size if self.drop_last else -(-len(shard) // self.batch_size)
+        n_batches = self._num_batches(len(shard))
         while self.batch_index < n_batches:
             b = self.batch_index
             idx = shard[b * self.batch_size : (b + 1) * self.batch_size]
