@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from tinyvision.errors import TinyVisionError
@@ -93,6 +94,129 @@ def cmd_models_show(a):
     return 0
 
 
+# Flags that are shorthand for config keys; applied after --config and before --set.
+TRAIN_FLAGS = {"data": "data.name", "source": "data.source", "cache_dir": "data.cache_dir", "model": "model.name",
+               "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "optim.lr", "optimizer": "optim.name",
+               "seed": "train.seed", "limit_train": "data.limit_train", "checkpoint_every": "train.checkpoint_every",
+               "out": "output.dir", "if_exists": "output.if_exists", "device": "train.device"}
+
+
+def _train_config(a):
+    from pathlib import Path
+
+    from tinyvision.engine.config import Config, load_config
+
+    base = None
+    if a.resume:
+        saved = Path(a.resume) / "config.yaml"
+        if not saved.exists():
+            raise TinyVisionError(f"{a.resume}: no run to resume (no config.yaml)")
+        base = load_config(str(saved))
+        base.output.dir = a.resume
+    cfg = load_config(a.config, None, base or Config())
+    for flag, key in TRAIN_FLAGS.items():
+        value = getattr(a, flag, None)
+        if value is not None:
+            cfg.override(key, value)
+    if a.quiet:
+        cfg.output.quiet = True
+    load_config(None, a.set, cfg)
+    return cfg
+
+
+def _report(summary: dict) -> None:
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return
+    f, b = summary["final"], summary["best"]
+    print(f"run dir: {summary['run_dir']}")
+    print(f"{summary['val_split']} top-1 {f['top1']:.4f}  top-5 {f['top5']:.4f}  (best top-1 {b['top1']:.4f} at epoch "
+          f"{b['epoch']}); {summary['epochs']} epochs in {summary['wall_time_s']:.0f} s, "
+          f"{summary['images_per_s']:.0f} train images/s")
+
+
+def cmd_train(a):
+    from tinyvision.engine import fit
+
+    _report(fit(_train_config(a), resume=bool(a.resume)))
+    return 0
+
+
+def cmd_demo(a):
+    from tinyvision.engine import fit, load_config
+
+    cfg = load_config("fashion-mnist", a.set)
+    cfg.output.dir = a.out or ""
+    cfg.output.quiet = cfg.output.quiet or a.quiet
+    if cfg.output.dir == "":
+        from datetime import datetime
+
+        cfg.output.dir = f"runs/demo-{datetime.now():%Y%m%d-%H%M%S}"
+    summary = fit(cfg)
+    _report(summary)
+    return 0
+
+
+def cmd_eval(a):
+    from tinyvision.evaluate import evaluate_run
+
+    res = evaluate_run(a.run_dir, a.split, dataset=a.data, source=a.source, checkpoint=a.checkpoint, tta=a.tta,
+                       device=a.device)
+    if a.json:
+        print(json.dumps({k: v for k, v in res.items() if k not in ("calibration",)}))
+        return 0
+    print(f"{res['dataset']} {res['split']}: {res['n']} images, checkpoint {res['checkpoint']} "
+          f"(epoch {res['epoch']}, {res['weights']} weights{', TTA ' + res['tta'] if res['tta'] else ''})")
+    if "top1" in res:
+        print(f"top-1 {res['top1']:.4f}  top-5 {res['top5']:.4f}  loss {res['loss']:.4f}  "
+              f"macro F1 {res['macro_f1']:.4f}  ECE {res['ece']:.4f}")
+        if res["most_confused"]:
+            print("most confused: " + "; ".join(f"{p['true']} -> {p['predicted']} ({p['count']})"
+                                                 for p in res["most_confused"][:5]))
+    print(f"files in {res['out']}: {', '.join(res['files'])}")
+    return 0
+
+
+def cmd_predict(a):
+    from tinyvision.evaluate import predict_files
+    from tinyvision.runs import load_model
+
+    lm = load_model(a.run_dir, a.checkpoint, a.device)
+    probs, ok, bad = predict_files(lm, a.images, tta=a.tta)
+    ids, names = lm.info["class_ids"], lm.info["class_names"]
+    k = min(a.topk, len(ids))
+    results = []
+    for p, row in zip(ok, probs):
+        top = row.argsort()[::-1][:k]
+        results.append({"file": str(p), "top": [{"id": ids[j], "name": names[j], "prob": float(row[j])} for j in top]})
+    if a.json:
+        print(json.dumps(results))
+    else:
+        for r in results:
+            print(r["file"] + ": " + ", ".join(f"{t['name']} ({t['id']}) {t['prob']:.3f}" for t in r["top"]))
+    for p, why in bad.items():
+        print(f"tinyvision: error: {p}: {why}", file=sys.stderr)
+    if not ok and not bad:
+        raise TinyVisionError("no image files found in " + ", ".join(a.images))
+    return 1 if bad else 0
+
+
+def cmd_export(a):
+    from tinyvision.evaluate import export_run
+
+    res = export_run(a.run_dir, a.format, a.out, a.checkpoint)
+    print(f"wrote {res['file']} ({res['format']}, input {res['input']}, max abs diff vs PyTorch "
+          f"{res['max_abs_diff']:.2e}); metadata {res['metadata']}")
+    return 0
+
+
+def cmd_compare(a):
+    from tinyvision.report import compare_runs
+
+    res = compare_runs(a.run_dirs, a.out)
+    print(f"wrote {res['html']} and {len(res['images'])} PNGs beside it ({', '.join(res['groups'])})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinyvision", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +253,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-chans", type=int, default=3)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models_show)
+
+    p = sub.add_parser("train", help="train a model (config file, flags, then --set overrides)")
+    p.add_argument("--config", help="YAML file, or a ready-made config name (see configs/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    p.add_argument("--data", choices=DATASET_NAMES)
+    p.add_argument("--source", help="zip, tar.gz or folder holding the dataset")
+    p.add_argument("--cache-dir")
+    p.add_argument("--model")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--limit-train", type=int, metavar="N", help="train on a stratified subset of N images")
+    p.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also write last.pt every STEPS steps")
+    p.add_argument("--out", help="run dir (default runs/<data>-<model>-<time>)")
+    p.add_argument("--if-exists", choices=["refuse", "resume"], help="when --out already holds a run")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("demo", help="the main job: train the default recipe on Fashion-MNIST and report")
+    p.add_argument("--out", help="run dir (default runs/demo-<time>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("eval", help="metrics, confusion matrix, calibration, galleries -> RUN_DIR/eval/<split>/")
+    p.add_argument("run_dir")
+    p.add_argument("--split", default="val", help="val (the dataset's val, its test where none), test, train, holdout")
+    p.add_argument("--data", choices=DATASET_NAMES, help="dataset of --source (default: the run's)")
+    p.add_argument("--source", help="another copy of the data (e.g. the full val set); classes matched by id")
+    p.add_argument("--checkpoint", default="best", help="best, last, or a path")
+    p.add_argument("--tta", choices=["flip"], help="test-time augmentation")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="classify image files (any size, gray/RGB/RGBA/CMYK, PNG/JPEG)")
+    p.add_argument("run_dir")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--checkpoint", default="best")
+    p.add_argument("--tta", choices=["flip"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="the model as ONNX (checked with onnxruntime) or TorchScript")
+    p.add_argument("run_dir")
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--checkpoint", default="best")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compare", help="one HTML page comparing runs: curves, bars, a table")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", required=True, help="report.html (PNGs are written beside it)")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 
@@ -139,6 +323,13 @@ def main(argv=None) -> int:
     except TinyVisionError as e:
         print(f"tinyvision: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        from tinyvision.engine import Interrupted
+
+        if not isinstance(e, Interrupted):
+            raise
+        print(f"tinyvision: {e}", file=sys.stderr)
+        return 128 + int(e.signum)
     except KeyboardInterrupt:
         print("tinyvision: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,283 @@
+"""The engine: config precedence, schedules, EMA, early stopping, NaN, the overwrite guard, summary."""
+import json
+import math
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+import fixtures
+from tinyvision.engine import Config, fit, load_config
+from tinyvision.engine.checkpoint import load_checkpoint
+from tinyvision.engine.config import ScheduleConfig
+from tinyvision.engine.optim import Schedule, build_optimizer, param_groups
+from tinyvision.errors import TinyVisionError
+
+
+def small_config(src, out, **over) -> Config:
+    """A seconds-long run: quicknet at a tenth of its width on a 28 px IDX fixture."""
+    cfg = load_config(None, {
+        "data.name": "fashion-mnist", "data.source": str(src), "model.name": "quicknet",
+        "model.kwargs": {"widths": [8, 16], "stem": 8}, "train.epochs": 2, "train.batch_size": 16,
+        "train.eval_batch_size": 32, "train.log_every": 2, "output.dir": str(out), "output.quiet": True,
+        "output.tensorboard": False, "augment.policy": "flip", "optim.lr": 0.05})
+    for k, v in over.items():
+        cfg.override(k.replace("__", "."), v)
+    return cfg
+
+
+@pytest.fixture
+def idx_src(tmp_path):
+    return fixtures.idx_dataset(tmp_path / "fmnist", n_train=96, n_test=40)
+
+
+# ------------------------------------------------------------------ config
+def test_config_precedence_defaults_then_yaml_then_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"optim": {"lr": 0.5, "name": "adam"}, "train": {"epochs": 7}}))
+    cfg = load_config(str(p), ["optim.lr=0.25", "model.kwargs={dropout: 0.1}"])
+    assert cfg.optim.lr == 0.25  # override beats YAML
+    assert cfg.optim.name == "adam" and cfg.train.epochs == 7  # YAML beats defaults
+    assert cfg.train.batch_size == Config().train.batch_size  # default kept
+    assert cfg.model.kwargs == {"dropout": 0.1}
+    assert isinstance(cfg.optim.lr, float) and isinstance(load_config(None, ["optim.lr=1"]).optim.lr, float)
+
+
+@pytest.mark.parametrize("key, hint", [("optim.lrr", "optim.lr"), ("train.epoch", "train.epochs"),
+                                       ("optimizer.lr", "optim.lr"), ("lr", "optim.lr")])
+def test_unknown_key_names_closest(key, hint):
+    with pytest.raises(TinyVisionError, match="unknown config key") as e:
+        load_config(None, [f"{key}=1"])
+    assert hint in str(e.value)
+
+
+def test_unknown_key_in_yaml_names_file(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("train:\n  epocs: 3\n")
+    with pytest.raises(TinyVisionError, match=r"bad\.yaml.*train\.epochs"):
+        load_config(str(p))
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises(TinyVisionError, match="train.epochs.*int"):
+        load_config(None, ["train.epochs=many"])
+    with pytest.raises(TinyVisionError, match="key=value"):
+        load_config(None, ["train.epochs"])
+
+
+def test_ready_made_configs_all_load():
+    from tinyvision.engine.config import BUILTIN_CONFIGS
+    from tinyvision.models import get_entry
+
+    names = sorted(BUILTIN_CONFIGS.glob("*.yaml"))
+    assert len(names) >= 10
+    for p in names:
+        cfg = load_config(p.stem)
+        get_entry(cfg.model.name)  # names a registered model
+    s002 = load_config("seed002-net1")
+    assert (s002.optim.name, s002.optim.lr, s002.optim.momentum, s002.optim.weight_decay, s002.train.batch_size) == (
+        "sgd", 0.01, 0.9, 0.0005, 256)
+
+
+# ------------------------------------------------------------------ optimizers and schedules
+def _schedule(name, epochs=10, spe=10, lr=1.0, **kw):
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+    return Schedule(opt, ScheduleConfig(name=name, **kw), lr, spe, epochs), opt
+
+
+def _curve(name, **kw):
+    sched, opt = _schedule(name, **kw)
+    lrs = []
+    for _ in range(sched.total):
+        lrs.append(opt.param_groups[0]["lr"])
+        sched.step()
+    return lrs
+
+
+def test_schedule_curves():
+    assert _curve("constant") == [1.0] * 100
+    step = _curve("step", step_epochs=3, gamma=0.1)
+    assert step[29] == 1.0 and math.isclose(step[30], 0.1) and math.isclose(step[60], 0.01)
+    multi = _curve("multistep", milestones=[2, 5], gamma=0.5)
+    assert multi[19] == 1.0 and multi[20] == 0.5 and multi[49] == 0.5 and multi[50] == 0.25
+    cos = _curve("cosine", min_lr=0.1)
+    assert cos[0] == 1.0 and math.isclose(cos[50], 0.55, rel_tol=1e-9) and 0.1 < cos[-1] < 0.1003
+    assert all(a >= b for a, b in zip(cos, cos[1:]))
+    warm = _curve("cosine", warmup_epochs=2)
+    assert warm[0] == 0.0 and math.isclose(warm[10], 0.5) and warm[20] == 1.0 and warm[21] < 1.0
+    td = _curve("time-decay", decay=0.01)
+    assert td[0] == 1.0 and math.isclose(td[50], 1 / 1.5) and math.isclose(td[99], 1 / 1.99)
+    oc = _curve("onecycle", pct_start=0.25, div_factor=25, final_div_factor=1e4)
+    assert math.isclose(oc[0], 1 / 25) and oc[25] == 1.0 and oc.index(max(oc)) == 25
+    assert 1 / 25 / 1e4 < oc[-1] < 1e-3 and all(a >= b for a, b in zip(oc[25:], oc[26:]))
+
+
+def test_onecycle_matches_torch():
+    lrs = _curve("onecycle", pct_start=0.3, div_factor=10, final_div_factor=100)
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    ref = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=101, pct_start=0.3, div_factor=10,
+                                              final_div_factor=100, cycle_momentum=False)
+    torch_lrs = []
+    for _ in range(100):
+        torch_lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        ref.step()
+    # torch counts total_steps - 1 annealing intervals; ours spans exactly the run: compare the shape
+    assert max(abs(a - b) for a, b in zip(lrs, torch_lrs)) < 0.03
+
+
+def test_plateau_cuts_after_patience_and_resumes():
+    sched, opt = _schedule("plateau", patience=1, gamma=0.5)
+    for metric in (0.5, 0.6, 0.6, 0.6):
+        sched.epoch_end(metric)
+    assert opt.param_groups[0]["lr"] == 0.5  # two epochs without improvement beyond patience 1
+    state = sched.state_dict()
+    again, opt2 = _schedule("plateau", patience=1, gamma=0.5)
+    again.load_state_dict(state)
+    assert opt2.param_groups[0]["lr"] == 0.5
+
+
+def test_no_weight_decay_on_norms_and_biases():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.zeros(1, 3, 5, 5))
+    decay, no_decay = param_groups(model, 5e-4, False)
+    assert [p.ndim for p in decay["params"]] == [4, 2]
+    assert all(p.ndim == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+    assert len(param_groups(model, 5e-4, True)) == 1
+    from tinyvision.engine.config import OptimConfig
+
+    for name in ("sgd", "adam", "adamw", "rmsprop"):
+        assert build_optimizer(model, OptimConfig(name=name)).param_groups[0]["weight_decay"] == 5e-4
+    with pytest.raises(TinyVisionError, match="unknown optimizer"):
+        build_optimizer(model, OptimConfig(name="lion"))
+
+
+# ------------------------------------------------------------------ fit
+def test_fit_writes_run_dir_and_summary(tmp_path, idx_src):
+    out = tmp_path / "run"
+    s = fit(small_config(idx_src, out, output__tensorboard=True))
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved == json.loads(json.dumps(s))
+    for k in ("top1", "top5", "epoch"):
+        assert k in saved["best"]
+    assert 0 <= saved["final"]["top1"] <= 1 and 0 <= saved["final"]["top5"] <= 1
+    assert saved["epochs"] == 2 and saved["val_split"] == "test" and saved["params"] > 0
+    assert saved["wall_time_s"] > 0 and saved["images_per_s"] > 0
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [l for l in lines if l["type"] == "step"]
+    epochs = [l for l in lines if l["type"] == "epoch"]
+    assert [l["step"] for l in steps] == list(range(2, 13, 2))  # 6 steps per epoch, logged every 2
+    assert all({"step", "epoch", "train_loss", "lr", "images_per_s"} <= set(l) for l in steps)
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert {"train_loss", "val_loss", "val_top1", "val_top5", "seconds"} <= set(epochs[0])
+    assert epochs[-1]["val_top1"] == saved["final"]["top1"]
+    assert any((out / "tensorboard").iterdir())
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert Config.from_dict(cfg).to_dict() == small_config(idx_src, out, output__tensorboard=True).to_dict()
+    for name in ("last", "best"):
+        ck = torch.load(out / "checkpoints" / f"{name}.pt", weights_only=True)
+        assert {"model", "optimizer", "scheduler", "epoch", "step", "rng", "loader", "config"} <= set(ck)
+    assert ck["data"]["class_names"][0] == "T-shirt/top"
+
+
+def test_run_dir_is_never_overwritten(tmp_path, idx_src):
+    out = tmp_path / "run"
+    fit(small_config(idx_src, out, train__epochs=1))
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(TinyVisionError, match="already holds a run.*--resume"):
+        fit(small_config(idx_src, out, train__epochs=2))
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before
+    s = fit(small_config(idx_src, out, train__epochs=2, output__if_exists="resume"))
+    assert s["epochs"] == 2
+    with pytest.raises(TinyVisionError, match="no run to resume"):
+        fit(small_config(idx_src, tmp_path / "empty"), resume=True)
+
+
+def test_early_stopping(tmp_path, idx_src):
+    # lr 0: val never improves after epoch 1, so patience 2 stops after epoch 3.
+    s = fit(small_config(idx_src, tmp_path / "run", train__epochs=10, train__early_stop_patience=2, optim__lr=0.0,
+                         schedule__name="constant"))
+    assert s["stopped"] == "early-stopped" and s["epochs"] == 3 and s["best"]["epoch"] == 1
+
+
+def test_ema_weights_are_what_val_measures(tmp_path, idx_src):
+    from tinyvision.data import prepare
+    from tinyvision.data.augment import build_augment
+    from tinyvision.data.loader import BatchLoader
+    from tinyvision.engine.loop import evaluate
+    from tinyvision.models import create_model
+
+    out = tmp_path / "run"
+    s = fit(small_config(idx_src, out, optim__ema=0.9))
+    ck = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert any(not torch.equal(ck["ema"][k], ck["model"][k]) for k in ck["model"] if ck["model"][k].is_floating_point())
+    ds = prepare("fashion-mnist", str(idx_src))
+    loader = BatchLoader(ds.split("test"), 32, shuffle=False, transform=build_augment("none", ds.mean, ds.std, 28))
+    model = create_model("quicknet", 10, 1, widths=[8, 16], stem=8)
+    model.load_state_dict(ck["ema"])
+    ema_top1 = evaluate(model, loader, torch.bfloat16)["top1"]
+    assert ema_top1 == s["final"]["top1"]
+
+
+class NanAfter(nn.Module):
+    """Finite for 4 training steps, then NaN logits."""
+
+    def __init__(self, num_classes=10, in_chans=1, **kw):
+        super().__init__()
+        self.fc = nn.Linear(in_chans, num_classes)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += self.training
+        out = self.fc(x.mean((2, 3)))
+        return out * float("nan") if self.training and self.calls >= 5 else out
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, idx_src, monkeypatch):
+    import importlib
+
+    fit_module = importlib.import_module("tinyvision.engine.fit")  # the module, not the function
+
+    monkeypatch.setattr(fit_module, "create_model", lambda name, num_classes, in_chans, **kw: NanAfter(num_classes, in_chans))
+    out = tmp_path / "run"
+    with pytest.raises(TinyVisionError, match=r"loss became nan at step 5.*last good checkpoint"):
+        fit(small_config(idx_src, out, train__checkpoint_every=1))
+    ck = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert ck["step"] == 4
+    assert all(torch.isfinite(v).all() for v in ck["model"].values())
+    assert not (out / "summary.json").exists()
+
+
+def test_model_input_size_checked(tmp_path, idx_src):
+    with pytest.raises(TinyVisionError, match="seed002-net1 takes 64 px"):
+        fit(small_config(idx_src, tmp_path / "run", model__name="seed002-net1", model__kwargs={}))
+
+
+def test_holdout_and_limit_train(tmp_path, idx_src):
+    s = fit(small_config(idx_src, tmp_path / "run", data__holdout=0.25, data__limit_train=48, train__epochs=1))
+    assert s["val_split"] == "holdout" and s["steps"] == 48 // 16
+
+
+# ------------------------------------------------------------------ CLI
+def test_cli_train_flags_set_and_errors(tmp_path, idx_src, capsys):
+    from tinyvision.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "--data", "fashion-mnist", "--source", str(idx_src), "--model", "quicknet", "--epochs", "1",
+            "--batch-size", "16", "--lr", "0.02", "--optimizer", "adamw", "--seed", "3", "--quiet",
+            "--set", "model.kwargs={widths: [8], stem: 8}", "--set", "output.tensorboard=false"]
+    assert main([*args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"run dir: {out}" in printed and "test top-1" in printed
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["optim"]["name"] == "adamw" and saved["optim"]["lr"] == 0.02 and saved["train"]["seed"] == 3
+    # the run dir is taken: refused, with the way out named
+    assert main([*args, "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    # --resume of a finished run: nothing left to do, same summary
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    assert main([*args, "--out", str(tmp_path / "x"), "--set", "optim.momentun=0.5"]) == 2
+    assert "optim.momentum" in capsys.readouterr().err
+    assert main(["train", "--config", "no-such-recipe"]) == 2
+    assert "ready-made" in capsys.readouterr().err

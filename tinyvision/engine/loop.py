@@ -1,0 +1,70 @@
+"""The step, the epoch and evaluation. Each takes few arguments and returns plain numbers."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinyvision.engine.distributed import Dist
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def split_outputs(out) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(main logits, auxiliary logits): models with aux heads (GoogLeNet) return a tuple in training."""
+    if isinstance(out, (tuple, list)):
+        return out[0], list(out[1:])
+    return out, []
+
+
+def classification_loss(logits: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None, smoothing: float) -> torch.Tensor:
+    logits = logits.float()
+    if soft is not None:  # mixup / cutmix targets (label smoothing already folded in)
+        return torch.sum(-soft * F.log_softmax(logits, dim=-1), dim=-1).mean()
+    return F.cross_entropy(logits, y, label_smoothing=smoothing)
+
+
+def train_loss(out, y, soft, smoothing: float, aux_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(total loss, main logits). Auxiliary heads add aux_weight times their loss."""
+    logits, aux = split_outputs(out)
+    loss = classification_loss(logits, y, soft, smoothing)
+    for a in aux:
+        loss = loss + aux_weight * classification_loss(a, y, soft, smoothing)
+    return loss, logits
+
+
+def topk_correct(logits: torch.Tensor, y: torch.Tensor, ks=(1, 5)) -> list[torch.Tensor]:
+    k_max = min(max(ks), logits.shape[1])
+    pred = logits.topk(k_max, dim=1).indices
+    hit = pred.eq(y.view(-1, 1))
+    return [hit[:, : min(k, k_max)].any(dim=1).sum() for k in ks]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, amp_dtype: torch.dtype | None = None, dist: Dist | None = None) -> dict:
+    """{'loss', 'top1', 'top5', 'n'} over the whole split; under DDP the ranks' shards are summed,
+    and each sample lies in exactly one shard, so every image counts once."""
+    was_training = model.training
+    model.eval()
+    device = loader.device
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1 hits, top-5 hits, n
+    loader.set_epoch(0)
+    for x, y in loader:
+        with autocast(device, amp_dtype):
+            logits, _ = split_outputs(model(x))
+        logits = logits.float()
+        c1, c5 = topk_correct(logits, y)
+        sums += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(), c1.double(), c5.double(),
+                             torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+    if dist is not None:
+        dist.sum(sums)
+    model.train(was_training)
+    loss, c1, c5, n = sums.tolist()
+    n = max(n, 1.0)
+    return {"loss": loss / n, "top1": c1 / n, "top5": c5 / n, "n": int(n)}
