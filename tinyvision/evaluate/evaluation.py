@@ -1,0 +1,147 @@
+"""`tinyvision eval`: a run's checkpoint on a split -> metrics and figures under RUN_DIR/eval/<split>/."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tinyvision.data import Dataset, prepare
+from tinyvision.errors import TinyVisionError
+from tinyvision.evaluate import metrics as M
+from tinyvision.evaluate import plots
+from tinyvision.evaluate.inference import predict_split
+from tinyvision.runs import load_model, read_config
+
+
+def open_dataset(lm, run_dir, dataset: str | None, source: str | None, cache_dir: str | None = None):
+    """The dataset to evaluate on: another copy (`source`), else the run's own cache, else its source."""
+    cfg = read_config(run_dir).get("data", {})
+    name = dataset or lm.info["dataset"]
+    if source is None and dataset is None and Path(lm.info.get("cache", "")).joinpath("meta.json").exists():
+        return Dataset.load(Path(lm.info["cache"]))
+    return prepare(name, source if source is not None else cfg.get("source"), image_size=cfg.get("image_size"),
+                   cache_dir=cache_dir or cfg.get("cache_dir"), progress=False)
+
+
+def class_mapping(run_ids: list[str], data_ids: list[str], where: str) -> np.ndarray:
+    """For each class index of the data, the run's index of the same class id (never by position)."""
+    index = {c: i for i, c in enumerate(run_ids)}
+    missing = [c for c in data_ids if c not in index]
+    if missing:
+        raise TinyVisionError(f"{where}: {len(missing)} of its {len(data_ids)} classes are unknown to the model "
+                              f"(e.g. {', '.join(missing[:5])}); classes are matched by id, and this data's ids "
+                              f"are not the model's")
+    return np.array([index[c] for c in data_ids], dtype=np.int64)
+
+
+def resolve_split(ds, split: str, run_cfg: dict):
+    """val -> the dataset's val split (its test where it has none); holdout -> the run's holdout."""
+    if split == "holdout":
+        d, t = run_cfg.get("data", {}), run_cfg.get("train", {})
+        if not d.get("holdout"):
+            raise TinyVisionError("this run did not hold out part of train (data.holdout is 0)")
+        return ds.holdout(d["holdout"], seed=t.get("seed", 0))[1]
+    name = ds.val_split if split == "val" and "val" not in ds.split_names else split
+    return ds.split(name)
+
+
+def evaluate_run(run_dir, split: str = "val", *, dataset: str | None = None, source: str | None = None,
+                 checkpoint: str = "best", tta: str | None = None, device: str = "cpu", out_dir=None,
+                 batch_size: int | None = None, gallery: int = 32) -> dict:
+    """Evaluate and write the report files. Returns {'top1', 'top5', 'loss', 'n', ...} (fractions)."""
+    run_dir = Path(run_dir)
+    lm = load_model(run_dir, checkpoint, device)
+    ds = open_dataset(lm, run_dir, dataset, source)
+    part = resolve_split(ds, split, read_config(run_dir))
+    out = Path(out_dir) if out_dir else run_dir / "eval" / part.name
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(lm.info["class_names"])
+    probs = predict_split(lm, part, ds.image_size[0], batch_size, tta)
+    pred = probs.argmax(axis=1)
+    files = _files(part)
+    result = {"split": part.name, "dataset": ds.name, "checkpoint": str(lm.checkpoint), "epoch": lm.epoch,
+              "weights": lm.weights, "tta": tta, "n": int(len(pred)), "out": str(out)}
+
+    if not part.labeled:  # Tiny ImageNet's test: predictions only
+        _write_predictions(out / "predictions.csv", files, probs, lm.info, None)
+        result["files"] = ["predictions.csv"]
+        _write_json(out / "metrics.json", result)
+        return result
+
+    mapping = class_mapping(lm.info["class_ids"], list(ds.class_ids), f"{ds.name} ({ds.path})")
+    y = mapping[part.targets]
+    c = len(names)
+    cm = M.confusion_matrix(y, pred, c)
+    report = M.classification_report(cm, names)
+    cal = M.calibration(probs, y)
+    pairs = M.most_confused(cm, names, k=20)
+    result.update({"top1": M.topk_accuracy(probs, y, 1), "top5": M.topk_accuracy(probs, y, 5),
+                   "loss": M.nll(probs, y), "ece": cal["ece"], "macro_f1": report["macro avg"]["f1"],
+                   "weighted_f1": report["weighted avg"]["f1"]})
+
+    _write_predictions(out / "predictions.csv", files, probs, lm.info, y)
+    (out / "classification_report.txt").write_text(M.format_report(report, names) + "\n")
+    _write_json(out / "classification_report.json", report)
+    with open(out / "confusion_matrix.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["true \\ predicted", *names])
+        for i, row in enumerate(cm):
+            w.writerow([names[i], *row.tolist()])
+    with open(out / "most_confused.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["true", "predicted", "count", "share"])
+        w.writeheader()
+        w.writerows(pairs)
+    plots.confusion_png(cm, names, M.cluster_order(cm), out / "confusion_matrix.png")
+    plots.reliability_png(cal, out / "reliability.png")
+    _galleries(part, y, probs, names, out, gallery)
+    result["most_confused"] = pairs[:10]
+    result["calibration"] = {k: cal[k] for k in ("edges", "count", "accuracy", "confidence")}
+    result["files"] = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    _write_json(out / "metrics.json", result)
+    return result
+
+
+def _files(part) -> list[str]:
+    if part.files is None:
+        return [f"{part.name}[{i}]" for i in part.rows]
+    return [part.files[i] for i in part.rows]
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.replace(path)
+
+
+def _write_predictions(path: Path, files, probs, info, y, k: int = 5) -> None:
+    k = min(k, probs.shape[1])
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    ids, names = info["class_ids"], info["class_names"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        head = ["file"] + (["true_id", "true_name"] if y is not None else [])
+        for j in range(k):
+            head += [f"top{j + 1}_id", f"top{j + 1}_name", f"top{j + 1}_prob"]
+        w.writerow(head)
+        for i, fname in enumerate(files):
+            row = [fname] + ([ids[y[i]], names[y[i]]] if y is not None else [])
+            for j in top[i]:
+                row += [ids[j], names[j], f"{probs[i, j]:.6f}"]
+            w.writerow(row)
+
+
+def _galleries(part, y, probs, names, out: Path, n: int) -> None:
+    """Most confident successes, and most confident failures (the instructive mistakes)."""
+    pred, conf = probs.argmax(axis=1), probs.max(axis=1)
+    rows = part.rows
+    for kind, mask, color in (("success", pred == y, "darkgreen"), ("failure", pred != y, "darkred")):
+        idx = np.flatnonzero(mask)
+        idx = idx[np.argsort(-conf[idx], kind="stable")][:n]
+        images = np.asarray(part.images[np.sort(rows[idx])])  # memmap gathers want increasing rows
+        order = np.argsort(np.argsort(rows[idx], kind="stable"), kind="stable")
+        images = images[order] if len(idx) else np.zeros((0, 1, 1, 1), np.uint8)
+        caps = [f"true: {names[y[i]][:18]}\npred: {names[pred[i]][:18]}\n{conf[i]:.2f}" for i in idx]
+        title = {"success": "correct, most confident first", "failure": "wrong, most confident first"}[kind]
+        plots.gallery_png(images, caps, [color] * len(idx), f"{title} ({len(idx)} shown)", out / f"{kind}_gallery.png")
