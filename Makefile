@@ -2,7 +2,7 @@
 # (as root for apt-get; without apt the Fashion-MNIST package step is skipped).
 PYTHON ?= python3
 
-.PHONY: setup demo test bench
+.PHONY: setup test-deps demo test bench
 
 setup:
 	@if command -v apt-get >/dev/null 2>&1 && [ ! -d /usr/share/datasets/fashion-mnist ]; then \
@@ -14,7 +14,12 @@ setup:
 demo: setup
 	tinyvision demo
 
-test: setup
+# Debian's chromium renders the compare report in a headless-browser test (skipped without it).
+test-deps:
+	@if command -v apt-get >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then \
+		apt-get update -qq && apt-get install -y -qq chromium; fi
+
+test: setup test-deps
 	$(PYTHON) -m pytest -q
 
 bench: setup

@@ -42,6 +42,8 @@ def test_config_precedence_defaults_then_yaml_then_overrides(tmp_path):
     assert cfg.train.batch_size == Config().train.batch_size  # default kept
     assert cfg.model.kwargs == {"dropout": 0.1}
     assert isinstance(cfg.optim.lr, float) and isinstance(load_config(None, ["optim.lr=1"]).optim.lr, float)
+    base = Config()
+    assert load_config(None, ["optim.lr=0.3"], base).optim.lr == 0.3 and base.optim.lr == Config().optim.lr
 
 
 @pytest.mark.parametrize("key, hint", [("optim.lrr", "optim.lr"), ("train.epoch", "train.epochs"),
@@ -156,7 +158,9 @@ def test_no_weight_decay_on_norms_and_biases():
 # ------------------------------------------------------------------ fit
 def test_fit_writes_run_dir_and_summary(tmp_path, idx_src):
     out = tmp_path / "run"
-    s = fit(small_config(idx_src, out, output__tensorboard=True))
+    cfg = small_config(idx_src, out, output__tensorboard=True)
+    s = fit(cfg)
+    assert cfg.to_dict() == small_config(idx_src, out, output__tensorboard=True).to_dict()  # fit leaves it alone
     saved = json.loads((out / "summary.json").read_text())
     assert saved == json.loads(json.dumps(s))
     for k in ("top1", "top5", "epoch"):
@@ -281,3 +285,24 @@ def test_cli_train_flags_set_and_errors(tmp_path, idx_src, capsys):
     assert "optim.momentum" in capsys.readouterr().err
     assert main(["train", "--config", "no-such-recipe"]) == 2
     assert "ready-made" in capsys.readouterr().err
+
+
+def test_aux_heads_weighted_and_mixing_targets():
+    from tinyvision.engine.loop import train_loss
+
+    torch.manual_seed(0)
+    main_, aux1, aux2 = torch.randn(3, 4, 5).unbind(0)
+    y = torch.tensor([0, 1, 2, 3])
+    total, logits = train_loss((main_, aux1, aux2), y, None, 0.0, 0.3)
+    ce = torch.nn.functional.cross_entropy
+    assert torch.allclose(total, ce(main_, y) + 0.3 * (ce(aux1, y) + ce(aux2, y))) and logits is main_
+    soft = torch.full((4, 5), 0.2)  # uniform soft targets: the loss is the mean cross-entropy to uniform
+    total, _ = train_loss(main_, y, soft, 0.0, 0.3)
+    assert torch.allclose(total, -(torch.log_softmax(main_, 1) * 0.2).sum(1).mean())
+
+
+def test_fit_with_mixup_cutmix_smoothing_and_clipping(tmp_path, idx_src):
+    s = fit(small_config(idx_src, tmp_path / "run", optim__mixup=0.2, optim__cutmix=1.0, optim__label_smoothing=0.1,
+                         optim__grad_clip=1.0, schedule__name="onecycle"))
+    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert s["epochs"] == 2 and all(math.isfinite(l["train_loss"]) for l in lines)

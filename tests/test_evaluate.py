@@ -78,10 +78,10 @@ def test_overfit_mark():
 
 
 # ------------------------------------------------------------------ a trained run to evaluate
-def _train(src, out, dataset="fashion-mnist", model_kw=None, epochs=2, **over):
+def _train(src, out, dataset="fashion-mnist", model_kw=None, epochs=2, model="quicknet", **over):
     cfg = load_config(None, {
-        "data.name": dataset, "data.source": str(src), "model.name": "quicknet",
-        "model.kwargs": model_kw or {"widths": [8, 16], "stem": 8}, "train.epochs": epochs, "train.batch_size": 16,
+        "data.name": dataset, "data.source": str(src), "model.name": model,
+        "model.kwargs": {"widths": [8, 16], "stem": 8} if model_kw is None and model == "quicknet" else model_kw or {}, "train.epochs": epochs, "train.batch_size": 16,
         "train.eval_batch_size": 32, "output.dir": str(out), "output.quiet": True, "output.tensorboard": False,
         "augment.policy": "flip", "optim.lr": 0.05, **over})
     return fit(cfg)
@@ -215,9 +215,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_compare_page_in_headless_chromium(fm_run, tmp_path):
     run, src, _ = fm_run
     runs = [run]
-    for i, widths in enumerate(([16], [8, 8, 8])):
-        runs.append(tmp_path / f"r{i}")
-        _train(src, runs[-1], model_kw={"widths": widths, "stem": 8}, epochs=2)
+    for model in ("mobilenetv2", "resnet18"):  # three different architectures
+        runs.append(tmp_path / model)
+        _train(src, runs[-1], model=model, epochs=2)
     html = compare_runs(runs, tmp_path / "report.html")["html"]
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
              "--virtual-time-budget=5000", "--user-data-dir=" + str(tmp_path / "profile")]
@@ -229,3 +229,25 @@ def test_compare_page_in_headless_chromium(fm_run, tmp_path):
                    capture_output=True, timeout=120)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
     assert pixels.std() > 10  # not blank: text, tables and plots
+
+
+def test_bad_input_errors_name_the_file(fm_run, tmp_path, capsys):
+    run, _, _ = fm_run
+    assert main(["eval", str(tmp_path / "nope")]) == 2
+    assert "no such run dir" in capsys.readouterr().err
+    (tmp_path / "plain").mkdir()
+    assert main(["eval", str(tmp_path / "plain")]) == 2
+    assert "not a tinyvision run dir" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    (broken / "checkpoints" / "best.pt").write_bytes(b"\x00garbage")
+    assert main(["eval", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "best.pt" in err and "not a readable tinyvision checkpoint" in err
+    assert main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "m.onnx"), "--checkpoint",
+                 str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
+    assert main(["eval", str(run), "--split", "holdout"]) == 2
+    assert "did not hold out" in capsys.readouterr().err
+    assert main(["predict", str(run), str(tmp_path / "plain")]) == 2  # a folder without images
+    assert "no image files" in capsys.readouterr().err

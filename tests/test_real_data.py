@@ -42,3 +42,39 @@ def test_demo_on_real_fashion_mnist_learns(tmp_path, real_cache_dir, capsys):
     assert f"run dir: {out}" in printed and "test top-1" in printed
     assert summary["val_split"] == "test" and summary["final"]["n"] == 10000
     assert summary["final"]["top1"] > 0.6
+    evaluated = json.loads((out / "eval" / "test" / "metrics.json").read_text())
+    assert evaluated["top1"] == summary["final"]["top1"] and (out / "eval" / "test" / "confusion_matrix.png").exists()
+
+
+@pytest.mark.skipif(not TINY_ZIP.exists(), reason="needs ../shared/datasets/tiny-imagenet-200-dev.zip")
+def test_tiny_imagenet_train_eval_predict(tmp_path, real_cache_dir, capsys):
+    """A short run on the dev zip, then eval on its val and predict on its unlabeled test JPEGs."""
+    import zipfile
+
+    from PIL import Image
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", "tiny-imagenet", "--source", str(TINY_ZIP), "--cache-dir", real_cache_dir,
+                 "--model", "quicknet", "--epochs", "1", "--batch-size", "128", "--limit-train", "6000",
+                 "--optimizer", "adamw", "--lr", "0.003",
+                 "--out", str(out), "--quiet", "--set", "output.tensorboard=false"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["val_split"] == "val" and summary["final"]["n"] == 1000
+    capsys.readouterr()
+    assert main(["eval", str(out), "--split", "val", "--checkpoint", "last", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["top1"] == summary["final"]["top1"] and res["n"] == 1000
+    assert res["top5"] > 0.035  # above chance (0.025, std 0.005 at n=1000) after one short epoch
+    assert (out / "eval" / "val" / "confusion_matrix.png").exists()
+    with zipfile.ZipFile(TINY_ZIP) as z:
+        names = sorted(n for n in z.namelist() if "/test/images/" in n and n.endswith(".JPEG"))[:3]
+        for n in names:
+            (tmp_path / n.rsplit("/", 1)[1]).write_bytes(z.read(n))
+    jpg = tmp_path / names[0].rsplit("/", 1)[1]
+    Image.open(jpg).save(tmp_path / "same.png")
+    files = [str(tmp_path / n.rsplit("/", 1)[1]) for n in names] + [str(tmp_path / "same.png")]
+    assert main(["predict", str(out), *files, "--topk", "5", "--json"]) == 0
+    preds = json.loads(capsys.readouterr().out)
+    assert len(preds) == 4 and all(len(p["top"]) == 5 for p in preds)
+    assert preds[0]["top"][0]["id"] == preds[3]["top"][0]["id"]  # JPEG and its PNG copy agree
+    assert preds[0]["top"][0]["id"].startswith("n") and preds[0]["top"][0]["name"]

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 TRAIN = ["--data", "fashion-mnist", "--model", "quicknet", "--batch-size", "32", "--lr", "0.05", "--quiet",
          "--set", "model.kwargs={widths: [16, 32], stem: 16}", "--set", "train.log_every=1",
          "--set", "train.eval_batch_size=64", "--set", "output.tensorboard=false", "--set", "optim.ema=0.9",
-         "--set", "augment.policy=flip,crop:padding=2", "--set", "optim.label_smoothing=0.1"]
+         "--set", "augment.policy=flip,crop:padding=2", "--set", "optim.label_smoothing=0.1",
+         "--set", "optim.mixup=0.2", "--set", "optim.cutmix=1.0"]
 
 
 @pytest.fixture

@@ -120,8 +120,7 @@ def _train_config(a):
             cfg.override(key, value)
     if a.quiet:
         cfg.output.quiet = True
-    load_config(None, a.set, cfg)
-    return cfg
+    return load_config(None, a.set, cfg)
 
 
 def _report(summary: dict) -> None:
@@ -153,6 +152,11 @@ def cmd_demo(a):
         cfg.output.dir = f"runs/demo-{datetime.now():%Y%m%d-%H%M%S}"
     summary = fit(cfg)
     _report(summary)
+    from tinyvision.evaluate import evaluate_run
+
+    res = evaluate_run(summary["run_dir"], "test", checkpoint="last")
+    print(f"test split evaluated: top-1 {res['top1']:.4f}, macro F1 {res['macro_f1']:.4f}, ECE {res['ece']:.4f}; "
+          f"report, confusion matrix, calibration and galleries in {res['out']}")
     return 0
 
 

@@ -5,6 +5,7 @@ Every field says what it is for and in what unit. The whole config is saved as p
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import types
 import typing
@@ -190,8 +191,8 @@ def _coerce(key: str, value, hint):
 
 
 def load_config(path: str | None = None, overrides: list[str] | dict | None = None, base: Config | None = None) -> Config:
-    """Defaults (or `base`), then the YAML file, then overrides (`["optim.lr=0.1", ...]` or a dict)."""
-    cfg = base or Config()
+    """Defaults (or a copy of `base`), then the YAML file, then overrides (`["optim.lr=0.1", ...]` or a dict)."""
+    cfg = copy.deepcopy(base) if base is not None else Config()
     if path:
         p = resolve_config_path(path)
         try:

@@ -5,6 +5,7 @@ train_one_epoch + evaluate -> checkpoints, metrics, summary.json.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -277,6 +278,7 @@ def fit(cfg: Config, resume: bool = False) -> dict:
 
     Returns the summary (also written to RUN_DIR/summary.json by rank 0)."""
     segment_start = time.perf_counter()
+    cfg = copy.deepcopy(cfg)  # fit fills in output.dir; the caller's config stays as it was
     t = cfg.train
     dist = init_distributed("cuda" if resolve_device(t.device).type == "cuda" else "cpu")
     try:

@@ -40,10 +40,17 @@ def train_loss(out, y, soft, smoothing: float, aux_weight: float) -> tuple[torch
 
 
 def topk_correct(logits: torch.Tensor, y: torch.Tensor, ks=(1, 5)) -> list[torch.Tensor]:
-    k_max = min(max(ks), logits.shape[1])
-    pred = logits.topk(k_max, dim=1).indices
-    hit = pred.eq(y.view(-1, 1))
-    return [hit[:, : min(k, k_max)].any(dim=1).sum() for k in ks]
+    """Hits at each k, with exact ties (common in bf16 logits) settled by a fixed rule, so that
+    `tinyvision eval` reproduces these counts: top-1 is argmax (the first maximal class, as
+    numpy's), top-k (k > 1) counts a hit when fewer than k classes score strictly higher."""
+    out = []
+    for k in ks:
+        if k == 1:
+            out.append(logits.argmax(dim=1).eq(y).sum())
+        else:
+            higher = (logits > logits.gather(1, y.view(-1, 1))).sum(dim=1)
+            out.append((higher < k).sum())
+    return out
 
 
 @torch.no_grad()

@@ -61,9 +61,14 @@ def format_report(report: dict, class_names: list[str], digits: int = 4) -> str:
 
 
 def topk_accuracy(probs: np.ndarray, y_true: np.ndarray, k: int) -> float:
-    k = min(k, probs.shape[1])
-    top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
-    return float((top == y_true[:, None]).any(axis=1).mean()) if len(y_true) else 0.0
+    """Top-1: argmax (first maximal class). Top-k: fewer than k classes score strictly higher than
+    the true one. The engine counts the same way, so exact ties give the same numbers in both."""
+    if not len(y_true):
+        return 0.0
+    if k == 1:
+        return float((probs.argmax(axis=1) == y_true).mean())
+    higher = (probs > probs[np.arange(len(y_true)), y_true][:, None]).sum(axis=1)
+    return float((higher < k).mean())
 
 
 def nll(probs: np.ndarray, y_true: np.ndarray) -> float:
