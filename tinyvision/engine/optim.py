@@ -32,8 +32,9 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: boo
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias)
+def build_optimizer(model: nn.Module, cfg: OptimConfig, groups: list[dict] | None = None) -> torch.optim.Optimizer:
+    """The optimizer cfg names, over `groups` (default: decay / no-decay groups of all parameters)."""
+    groups = groups if groups is not None else param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias)
     name = cfg.name.lower()
     if name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from tinyvision.data import Dataset, prepare
 from tinyvision.errors import TinyVisionError
@@ -50,12 +51,66 @@ def resolve_split(ds, split: str, run_cfg: dict):
 def evaluate_run(run_dir, split: str = "val", *, dataset: str | None = None, source: str | None = None,
                  checkpoint: str = "best", tta: str | None = None, device: str = "cpu", out_dir=None,
                  batch_size: int | None = None, gallery: int = 32) -> dict:
-    """Evaluate and write the report files. Returns {'top1', 'top5', 'loss', 'n', ...} (fractions)."""
+    """Evaluate a run's checkpoint and write the report files. Returns {'top1', 'top5', 'loss', 'n', ...}."""
     run_dir = Path(run_dir)
     lm = load_model(run_dir, checkpoint, device)
     ds = open_dataset(lm, run_dir, dataset, source)
     part = resolve_split(ds, split, read_config(run_dir))
     out = Path(out_dir) if out_dir else run_dir / "eval" / part.name
+    return evaluate_loaded(lm, ds, part, out, tta=tta, batch_size=batch_size, gallery=gallery)
+
+
+def evaluate_pretrained(model_name: str, weights: str, dataset: str, source: str | None = None, split: str = "val",
+                        input_size: int | None = None, device: str = "cpu", out_dir=None, cache_dir=None,
+                        tta: str | None = None, gallery: int = 32) -> dict:
+    """Zero-shot: an ImageNet-1k model on a dataset whose classes are ImageNet classes, its 1000
+    logits restricted to the dataset's classes by wnid. A wrong weight port shows as near-chance."""
+    from tinyvision.engine.fit import resolve_channels_last, resolve_precision
+    from tinyvision.models import create_model, get_entry
+    from tinyvision.models.pretrained import imagenet_wnids, load_pretrained
+    from tinyvision.runs import LoadedModel
+
+    ds = prepare(dataset, source, cache_dir=cache_dir, progress=False)
+    index = {w: i for i, w in enumerate(imagenet_wnids())}
+    missing = [c for c in ds.class_ids if c not in index]
+    if missing:
+        raise TinyVisionError(f"{ds.name}: {len(missing)} of its classes are not ImageNet-1k wnids (e.g. "
+                              f"{', '.join(missing[:3])}); zero-shot needs every class to be one")
+    get_entry(model_name)
+    model = create_model(model_name, num_classes=1000, in_chans=3)
+    loaded = load_pretrained(model, weights)
+    norm = getattr(model, "pretrained_normalization", None) or getattr(model, "pretrained_cfg", {})
+    size = input_size or ds.image_size[0]
+    dev = torch.device(device)
+    amp = resolve_precision("auto", dev)
+    info = {"model": model_name, "class_ids": list(ds.class_ids), "class_names": list(ds.class_names),
+            "num_classes": ds.num_classes, "in_chans": 3, "image_size": size, "cache_size": ds.image_size[0],
+            "mean": list(norm.get("mean", ds.mean)), "std": list(norm.get("std", ds.std)),
+            "precision": "fp32" if amp is None else str(amp).replace("torch.", ""),
+            "channels_last": resolve_channels_last("auto", dev, amp), "eval_batch_size": 100}
+    restricted = _Restrict(model, [index[c] for c in ds.class_ids]).to(dev).eval()
+    lm = LoadedModel(restricted, info, Path(loaded["source"]), 0, 0, "pretrained")
+    part = resolve_split(ds, split, {})
+    out = Path(out_dir) if out_dir else Path("runs") / f"zeroshot-{model_name}-{size}px" / "eval" / part.name
+    res = evaluate_loaded(lm, ds, part, out, tta=tta, gallery=gallery)
+    res.update({"model": model_name, "weights_file": loaded["source"], "input_size": size})
+    _write_json(out / "metrics.json", res)
+    return res
+
+
+class _Restrict(torch.nn.Module):
+    def __init__(self, model, rows):
+        super().__init__()
+        self.model = model
+        self.register_buffer("rows", torch.tensor(rows), persistent=False)
+
+    def forward(self, x):
+        return self.model(x)[:, self.rows]
+
+
+def evaluate_loaded(lm, ds, part, out: Path, tta: str | None = None, batch_size: int | None = None,
+                    gallery: int = 32) -> dict:
+    """The metrics and files for a loaded model on one split of a dataset."""
     out.mkdir(parents=True, exist_ok=True)
     names = list(lm.info["class_names"])
     probs = predict_split(lm, part, ds.image_size[0], batch_size, tta)

