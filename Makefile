@@ -14,10 +14,12 @@ setup:
 demo: setup
 	tinyvision demo
 
-# Debian's chromium renders the compare report in a headless-browser test (skipped without it).
+# Debian's chromium renders the HTML reports in a headless-browser test, and postgresql serves a
+# search shared by two workers in another (each skipped without its package).
 test-deps:
-	@if command -v apt-get >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then \
-		apt-get update -qq && apt-get install -y -qq chromium; fi
+	@if command -v apt-get >/dev/null 2>&1 && { ! command -v chromium >/dev/null 2>&1 || \
+		! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then \
+		apt-get update -qq && apt-get install -y -qq chromium postgresql; fi
 
 test: setup test-deps
 	$(PYTHON) -m pytest -q

@@ -2,13 +2,13 @@
 import csv
 import json
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import fixtures
+from browser import CHROMIUM, check_page
 from tinyvision.cli import main
 from tinyvision.engine import fit, load_config
 from tinyvision.errors import TinyVisionError
@@ -208,9 +208,6 @@ def test_compare_report(fm_run, tmp_path):
     assert "in progress" in (tmp_path / "rep2.html").read_text()
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (installed by .ci/run)")
 def test_compare_page_in_headless_chromium(fm_run, tmp_path):
     run, src, _ = fm_run
@@ -219,16 +216,7 @@ def test_compare_page_in_headless_chromium(fm_run, tmp_path):
         runs.append(tmp_path / model)
         _train(src, runs[-1], model=model, epochs=2)
     html = compare_runs(runs, tmp_path / "report.html")["html"]
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-             "--virtual-time-budget=5000", "--user-data-dir=" + str(tmp_path / "profile")]
-    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", f"file://{html}"], capture_output=True, text=True, timeout=120)
-    assert 'data-images="ok 4"' in dom.stdout, dom.stderr[-2000:]
-    assert "Uncaught" not in dom.stderr and "CONSOLE" not in dom.stderr, dom.stderr[-2000:]
-    shot = tmp_path / "shot.png"
-    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1280,2000", f"file://{html}"],
-                   capture_output=True, timeout=120)
-    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
-    assert pixels.std() > 10  # not blank: text, tables and plots
+    check_page(html, tmp_path, expect_images=4)
 
 
 def test_bad_input_errors_name_the_file(fm_run, tmp_path, capsys):

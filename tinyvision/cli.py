@@ -231,6 +231,43 @@ def cmd_compare(a):
     return 0
 
 
+def cmd_search(a):
+    if a.action == "report":
+        from tinyvision.search.report import search_report
+
+        res = search_report(_need_dir(a), a.out, a.storage)
+        print(f"wrote {res['html']}: {res['trials']} trials, best "
+              + ("none" if res["best"] is None else f"trial {res['best']['number']} ({res['best']['value']:.4f})"))
+        return 0
+    if a.action == "retrain":
+        from tinyvision.search import retrain
+
+        if not (a.epochs and a.out):
+            raise TinyVisionError("search retrain needs --epochs N and --out RUN_DIR")
+        summary = retrain(_need_dir(a), a.epochs, a.out, a.storage)
+        print(f"retrained trial {summary['trial']}'s configuration on all of train")
+        _report(summary)
+        return 0
+    from tinyvision.search import run_search
+
+    missing = [f for f, v in (("--space", a.space), ("--budget", a.budget), ("--data", a.data), ("--out", a.out)) if not v]
+    if missing:
+        raise TinyVisionError("search needs " + ", ".join(missing))
+    res = run_search(a.space, a.budget, a.data, a.source, a.out, storage=a.storage, seed=a.seed,
+                     holdout=a.holdout, cache_dir=a.cache_dir, pruner=a.pruner)
+    best = res["best"]
+    print(f"study {a.out}: {res['trials']} trials ({', '.join(f'{v} {k}' for k, v in res['states'].items())}), "
+          f"{res['elapsed_s'] / 60:.1f} min; best: "
+          + ("none" if best is None else f"trial {best['number']}, holdout top-1 {best['value']:.4f}, {best['params']}"))
+    return 0
+
+
+def _need_dir(a):
+    if not a.study_dir:
+        raise TinyVisionError(f"search {a.action} needs STUDY_DIR")
+    return a.study_dir
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinyvision", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -330,6 +367,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("search", help="budgeted hyperparameter / architecture search (Optuna); "
+                                      "`search report STUDY_DIR`, `search retrain STUDY_DIR`")
+    p.add_argument("action", nargs="?", choices=["report", "retrain"], help="omit to run (or continue) a search")
+    p.add_argument("study_dir", nargs="?")
+    p.add_argument("--space", help="YAML file or built-in: small-cnn, resnet, autokeras-like")
+    p.add_argument("--budget", help="a duration (15m, 1h30m) or a number of trials")
+    p.add_argument("--data", choices=DATASET_NAMES)
+    p.add_argument("--source")
+    p.add_argument("--cache-dir")
+    p.add_argument("--out", help="STUDY_DIR (search); report.html (report); RUN_DIR (retrain)")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite in STUDY_DIR); postgresql://... to share")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--holdout", type=float, default=0.1, help="fraction of train that scores the trials")
+    p.add_argument("--pruner", default="median", choices=["median", "halving", "none"])
+    p.add_argument("--epochs", type=int, help="retrain: epochs")
+    p.set_defaults(func=cmd_search)
+
     p = sub.add_parser("compare", help="one HTML page comparing runs: curves, bars, a table")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", required=True, help="report.html (PNGs are written beside it)")
@@ -350,7 +404,7 @@ def main(argv=None) -> int:
         if not isinstance(e, Interrupted):
             raise
         print(f"tinyvision: {e}", file=sys.stderr)
-        return 128 + int(e.signum)
+        return 128 + int(e.signum) if e.signum else 1
     except KeyboardInterrupt:
         print("tinyvision: interrupted", file=sys.stderr)
         return 130

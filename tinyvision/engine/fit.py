@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -41,12 +42,21 @@ MIX_STREAM = 1 << 20  # offsets the rank in batch_generator: mixing draws apart 
 
 
 class Interrupted(Exception):
-    """SIGINT / SIGTERM arrived; a checkpoint was written first."""
+    """SIGINT / SIGTERM arrived, or a hook asked to stop (signum None); a checkpoint was written first."""
 
-    def __init__(self, signum: int, run_dir: Path, step: int):
+    def __init__(self, signum: int | None, run_dir: Path, step: int):
         self.signum, self.run_dir, self.step = signum, run_dir, step
-        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}; "
+        why = signal.Signals(signum).name if signum else "request"
+        super().__init__(f"interrupted by {why} at step {step}; "
                          f"checkpoint saved. Continue with: tinyvision train --resume {run_dir}")
+
+
+@dataclass
+class FitHooks:
+    """Callbacks for a caller that steers training (the search): both optional."""
+
+    epoch_end: Callable[[int, dict], bool] | None = None  # (epochs done, val metrics) -> False to stop (pruned)
+    should_stop: Callable[[], bool] | None = None  # polled every step: True writes last.pt, raises Interrupted
 
 
 # ----------------------------------------------------------------- device choices
@@ -200,6 +210,7 @@ class Run:
     train_seconds: float = 0.0
     meter_sums: torch.Tensor | None = None  # the epoch's running train sums (Meter.state), for mid-epoch resume
     trainable: set | None = None  # names of the parameters this epoch trains (None: all)
+    hooks: FitHooks = field(default_factory=FitHooks)
     stop_signal: int | None = None
 
     @property
@@ -323,11 +334,12 @@ def train_one_epoch(run: Run, segment_start: float) -> dict:
             run.log.progress(1)
         if saving:
             run.save(("last",), meter, segment_start)
-        if run.dist.any(run.stop_signal is not None, run.device):
+        asked = run.hooks.should_stop is not None and run.hooks.should_stop()
+        if run.dist.any(run.stop_signal is not None or asked, run.device):
             run.train_images += images * run.dist.world_size
             run.train_seconds += time.perf_counter() - t_start
             run.save(("last",), meter, segment_start)
-            raise Interrupted(run.stop_signal or signal.SIGTERM, run.run_dir, run.step)
+            raise Interrupted(run.stop_signal, run.run_dir, run.step)
     seconds = time.perf_counter() - t_start
     run.train_images += images * run.dist.world_size
     run.train_seconds += seconds
@@ -340,7 +352,7 @@ def train_one_epoch(run: Run, segment_start: float) -> dict:
 
 
 # ----------------------------------------------------------------- the wiring
-def fit(cfg: Config, resume: bool = False) -> dict:
+def fit(cfg: Config, resume: bool = False, hooks: FitHooks | None = None) -> dict:
     """Train as `cfg` says; with resume=True continue from RUN_DIR/checkpoints/last.pt.
 
     Returns the summary (also written to RUN_DIR/summary.json by rank 0)."""
@@ -349,12 +361,12 @@ def fit(cfg: Config, resume: bool = False) -> dict:
     t = cfg.train
     dist = init_distributed("cuda" if resolve_device(t.device).type == "cuda" else "cpu")
     try:
-        return _fit(cfg, resume, dist, segment_start)
+        return _fit(cfg, resume, dist, segment_start, hooks or FitHooks())
     finally:
         shutdown(dist)
 
 
-def _fit(cfg: Config, resume: bool, dist: Dist, segment_start: float) -> dict:
+def _fit(cfg: Config, resume: bool, dist: Dist, segment_start: float, hooks: FitHooks) -> dict:
     t = cfg.train
     device = resolve_device(t.device, dist.local_rank)
     if device.type == "cuda":
@@ -455,7 +467,7 @@ def _fit(cfg: Config, resume: bool, dist: Dist, segment_start: float) -> dict:
                  resume_offset=progress["log_offset"] if ckpt else (0 if resume else None),  # no checkpoint: restart the log
                  resume_step=ckpt["step"] if ckpt else 0)
     run = Run(cfg, run_dir, dist, device, amp_dtype, model, train_model, ema, optimizer, schedule, scaler,
-              train_loader, val_loader, log, data_info)
+              train_loader, val_loader, log, data_info, hooks=hooks)
     if ckpt:
         run.restore(ckpt)
         log.print(f"resumed {run_dir} at epoch {run.epoch + 1}, step {run.step}")
@@ -510,6 +522,10 @@ def _fit(cfg: Config, resume: bool, dist: Dist, segment_start: float) -> dict:
                           f"{val_name} loss {val['loss']:.4f} top1 {val['top1']:.4f} top5 {val['top5']:.4f}  "
                           f"{train['images_per_s']:.0f} img/s  {seconds:.1f}s")
             run.save(("last", "best") if improved else ("last",), None, segment_start)
+            if hooks.epoch_end is not None and not hooks.epoch_end(run.epoch, dict(run.last_val)):
+                stopped = "pruned"
+                log.print(f"stopped after epoch {run.epoch} by the caller (pruned)")
+                break
             if t.early_stop_patience and run.bad_epochs >= t.early_stop_patience:
                 stopped = "early-stopped"
                 log.print(f"early stop: no {t.monitor} improvement for {run.bad_epochs} epochs "

@@ -18,7 +18,7 @@ def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
 
 class QuickNet(nn.Module):
     def __init__(self, num_classes: int = 10, in_chans: int = 3, widths=(32, 64, 128), stem: int = 24,
-                 head_scale: float = 1 / 9):
+                 head_scale: float = 1 / 9, dropout: float = 0.0):
         super().__init__()
         layers = _conv_bn(in_chans, stem)
         cin = stem
@@ -28,11 +28,12 @@ class QuickNet(nn.Module):
             cin = w
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveMaxPool2d(1)
+        self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(cin, num_classes, bias=False)
         self.head_scale = head_scale  # airbench's trick: a small logit scale trains faster with a high lr
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x)).flatten(1)) * self.head_scale
+        return self.head(self.drop(self.pool(self.features(x)).flatten(1))) * self.head_scale
 
 
 @register_model("quicknet", min_size=16, family="quicknet")
