@@ -48,7 +48,7 @@ def main() -> None:
     for t in sorted(study.trials, key=lambda t: t.number):
         v = "-" if t.value is None else f"{t.value:.4f}"
         secs = t.user_attrs.get("seconds")
-        print(f"{t.number:5d} {t.state.name.lower():>9s} {v:>12s} {secs or 0:8.0f}  {json.dumps(t.params)}")
+        print(f"{t.number:5d} {t.state.name.lower():>9s} {v:>12s} {secs or 0:8.0f}  {json.dumps(t.user_attrs.get('overrides', t.params))}")
     print(f"trials {s['trials']} ({', '.join(f'{v} {k}' for k, v in s['states'].items())}); "
           f"search wall time {took:.0f} s for a {seconds:.0f} s budget ({took / seconds:.3f}x); "
           f"report {out / 'report.html'}")

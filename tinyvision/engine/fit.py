@@ -145,13 +145,13 @@ class HeadOnly(nn.Module):
         return self.head(x.flatten(1))
 
 
-def feature_splits(model, cfg, ds, train_split, val_split, eval_aug, weights, device, amp_dtype, dist):
+def feature_splits(model, cfg, ds, train_split, val_split, eval_aug, device, amp_dtype, dist):
     """(train features split, val features split, head model) for transfer.mode=features."""
     from tinyvision.data.dataset import Split
 
     extract = FeatureExtractor(model)
     size = cfg.augment.size or ds.image_size[0]
-    key = features_key(cfg.model.name, weights["source"] if weights else "random-init", size,
+    key = features_key(cfg.model.name, cfg.transfer.pretrained or f"random-init-seed{cfg.train.seed}", size,
                        extra=f"{cfg.model.kwargs}|{cfg.transfer.normalize}|{amp_dtype}")
     out = []
     for split in (train_split, val_split):
@@ -408,7 +408,8 @@ def _fit(cfg: Config, resume: bool, dist: Dist, segment_start: float, hooks: Fit
     torch.manual_seed(t.seed)
     tr = cfg.transfer
     model = create_model(cfg.model.name, num_classes=ds.num_classes, in_chans=ds.channels, **cfg.model.kwargs)
-    weights = load_pretrained(model, tr.pretrained, list(ds.class_ids)) if tr.pretrained else None
+    if tr.pretrained and ckpt is None:  # a resumed run takes its weights from its own checkpoint
+        load_pretrained(model, tr.pretrained, list(ds.class_ids))
     mean, std = normalization(model, ds, tr)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     if tr.mode not in ("full", "features", "gradual"):
@@ -432,7 +433,7 @@ def _fit(cfg: Config, resume: bool, dist: Dist, segment_start: float, hooks: Fit
         # The frozen backbone runs once per image; its pooled features are cached beside the dataset
         # and the epochs train the classifier alone on them, so an epoch costs seconds.
         train_split, val_split, head_model = feature_splits(model, cfg, ds, train_split, val_split, eval_aug,
-                                                            weights, device, amp_dtype, dist)
+                                                            device, amp_dtype, dist)
         train_aug = val_aug = None
     else:
         train_aug = build_augment(cfg.augment.policy, mean, std, ds.image_size[0], cfg.augment.size, channels_last)

@@ -128,11 +128,11 @@ class FeatureExtractor:
         return got["x"].flatten(1)
 
 
-def features_key(model_name: str, weights_source: str, size: int, extra: str = "") -> str:
-    """Cache key: the architecture, the weights file (path, size and mtime) and the input size."""
-    stamp = weights_source
-    p = Path(weights_source)
-    if p.exists():
+def features_key(model_name: str, weights: str, size: int, extra: str = "") -> str:
+    """Cache key: the architecture, the weights (for a file: its path, size and mtime) and the input size."""
+    stamp = weights
+    p = Path(weights)
+    if p.is_file():
         st = p.stat()
         stamp = f"{p.resolve()}:{st.st_size}:{int(st.st_mtime)}"
     return f"{model_name}-{size}px-" + hashlib.sha1(f"{stamp}|{extra}".encode()).hexdigest()[:12]

@@ -59,7 +59,8 @@ def search_report(study_dir, out=None, storage: str | None = None) -> dict:
             "–" if t.value is None else f"{t.value:.4f}",
             max(t.intermediate_values) if t.intermediate_values else "–",
             "–" if secs is None else f"{secs:.0f} s",
-            html.escape(json.dumps(t.params)), html.escape(t.user_attrs.get("run_dir", "")))) + "</tr>")
+            html.escape(json.dumps(t.user_attrs.get("overrides", t.params))),
+            html.escape(t.user_attrs.get("run_dir", "")))) + "</tr>")
     s = summary_of(study)
     imgs = "".join(f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
                    f'{base64.b64encode(p.read_bytes()).decode()}"></figure>' for p in figs)

@@ -115,6 +115,10 @@ class Search:
         now = time.time()
         for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             worker = t.user_attrs.get("worker", "")
+            if not worker:  # just asked for by a worker that has not written its name yet
+                started = t.datetime_start.timestamp() if t.datetime_start else now
+                if now - started < STALE_S:
+                    continue
             if worker != self.me and not _alive(worker, t.user_attrs.get("heartbeat"), now):
                 trial = optuna.trial.Trial(self.study, t._trial_id)
                 trial.set_user_attr("worker", self.me)
@@ -130,6 +134,7 @@ class Search:
         self._heartbeat(trial, force=True)
         cfg = to_config({**self.base, **overrides, "output.dir": str(run_dir), "output.if_exists": "resume"})
         shown = {k: v for k, v in overrides.items() if k not in self.space.fixed}
+        trial.set_user_attr("overrides", shown)  # readable values (Optuna stores list choices as indices)
         self.log(f"trial {trial.number}{' (continued)' if resumed else ''}: {json.dumps(shown)}")
 
         def epoch_end(epoch: int, val: dict) -> bool:
