@@ -195,3 +195,26 @@ def test_zero_shot_efficientnet_lite0_on_dev_val(tmp_path, real_cache_dir, capsy
         tops[size] = json.loads(capsys.readouterr().out)["top1"]
     # a right port: far above chance (0.005); measured 0.276 at 64 px and 0.495 at 128 px
     assert tops[64] > 0.2 and tops[128] > 0.4 and tops[128] > tops[64]
+
+
+def test_torchvision_weights_file_and_offline_error(tmp_path, monkeypatch):
+    """A torchvision ResNet state dict loads into resnet18 with the ImageNet stem; the small stem is
+    refused with the fix named; `true` offline says how to supply weights."""
+    import torchvision
+
+    ref = torchvision.models.resnet18(num_classes=1000)
+    torch.save(ref.state_dict(), tmp_path / "r18.pth")
+    model = create_model("resnet18", num_classes=1000, stem="imagenet")
+    assert load_pretrained(model, str(tmp_path / "r18.pth"))["head"] == "loaded"
+    assert torch.equal(model.conv1.weight, ref.conv1.weight)
+    with pytest.raises(TinyVisionError, match=r"conv1.weight.*stem: imagenet"):
+        load_pretrained(create_model("resnet18", num_classes=1000), str(tmp_path / "r18.pth"))
+
+    def offline(*a, **k):
+        raise OSError("network is unreachable")
+
+    import torchvision.models._api as tv_api
+
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", offline)  # as if offline, whatever the network
+    with pytest.raises(TinyVisionError, match="could not fetch torchvision's resnet18.*--pretrained PATH"):
+        load_pretrained(create_model("resnet18", num_classes=10, stem="imagenet"), "true")

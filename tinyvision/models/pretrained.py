@@ -106,6 +106,16 @@ def read_weights(spec: str, model: nn.Module) -> tuple[dict, str]:
 
 
 def _library_weights(model: nn.Module) -> dict:
+    arch = getattr(model, "torchvision_arch", None)
+    if arch:  # torchvision's own download cache ($TORCH_HOME)
+        import torchvision
+
+        try:
+            return torchvision.models.get_model_weights(arch).DEFAULT.get_state_dict(progress=False)
+        except Exception as e:
+            raise TinyVisionError(f"pretrained=true: could not fetch torchvision's {arch} weights "
+                                  f"({type(e).__name__}: {e}). Offline, pass a local weights file (--pretrained PATH)"
+                                  ) from None
     name = getattr(model, "pretrained_cfg", {}).get("architecture") if hasattr(model, "pretrained_cfg") else None
     if not name:
         raise TinyVisionError("pretrained=true: this model has no published weights; pass a weights file or "
@@ -160,6 +170,8 @@ def load_pretrained(model: nn.Module, spec: str, class_ids: list[str] | None = N
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong)):
             if keys:
                 parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
-        raise TinyVisionError(f"weights from {source} do not fit {type(model).__name__}: " + "; ".join(parts))
+        hint = ("; torchvision's ImageNet weights need the ImageNet stem: model.kwargs={stem: imagenet}"
+                if "conv1.weight" in wrong and getattr(model, "torchvision_arch", None) else "")
+        raise TinyVisionError(f"weights from {source} do not fit {type(model).__name__}: " + "; ".join(parts) + hint)
     model.load_state_dict(state, strict=True)
     return {"source": source, "head": head_mode}
