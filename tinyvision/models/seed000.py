@@ -14,7 +14,6 @@ Reconstructed from the report's (partly garbled) code listings. What had to be i
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
