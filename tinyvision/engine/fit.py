@@ -23,18 +23,18 @@ from torch import nn
 from tinyvision.data import prepare
 from tinyvision.data.augment import build_augment, mix_batch
 from tinyvision.data.loader import BatchLoader, batch_generator
+from tinyvision.device import resolve_channels_last, resolve_device, resolve_precision
 from tinyvision.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tinyvision.engine.config import Config, save_config
 from tinyvision.engine.distributed import Dist, init_distributed, shutdown
 from tinyvision.engine.loop import autocast, evaluate, topk_correct, train_loss
 from tinyvision.engine.optim import Schedule, build_optimizer
-from tinyvision.engine.transfer import (FeatureExtractor, cached_features, classifier_name, depth_groups,
-                                        features_key, freeze_batchnorm, param_groups_by_depth, set_trainable,
-                                        trainable_depth)
+from tinyvision.engine.transfer import (FeatureExtractor, cached_features, depth_groups, features_key,
+                                        freeze_batchnorm, param_groups_by_depth, set_trainable, trainable_depth)
 from tinyvision.engine.runlog import Meter, RunLog
 from tinyvision.errors import TinyVisionError
 from tinyvision.models import create_model
-from tinyvision.models.pretrained import load_pretrained
+from tinyvision.models.pretrained import classifier_name, load_pretrained
 from tinyvision.models.registry import get_entry
 from tinyvision.models.summary import count_params
 
@@ -57,39 +57,6 @@ class FitHooks:
 
     epoch_end: Callable[[int, dict], bool] | None = None  # (epochs done, val metrics) -> False to stop (pruned)
     should_stop: Callable[[], bool] | None = None  # polled every step: True writes last.pt, raises Interrupted
-
-
-# ----------------------------------------------------------------- device choices
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TinyVisionError(f"device {name!r} asked for, but CUDA is not available here")
-    return dev
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, None for fp32. auto: bf16 where the hardware has it (measured 2x on this
-    CPU), else fp16 on CUDA, else fp32."""
-    if name == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
-    table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if name not in table:
-        raise TinyVisionError(f"precision {name!r}: choose auto, fp32, bf16 or fp16")
-    return table[name]
-
-
-def resolve_channels_last(value: str, device: torch.device, amp_dtype: torch.dtype | None) -> bool:
-    """auto: on for CUDA (tensor-core convs want NHWC); on CPU only with bf16, where oneDNN's NHWC
-    kernels measured 1.3-1.4x faster than NCHW (benchmarks/train_settings.py), while fp32 gains nothing."""
-    if value not in ("auto", "on", "off"):
-        raise TinyVisionError(f"channels_last {value!r}: choose auto, on or off")
-    if value == "auto":
-        return device.type == "cuda" or amp_dtype is torch.bfloat16
-    return value == "on"
 
 
 # ----------------------------------------------------------------- data

@@ -16,17 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinyvision.errors import TinyVisionError
-
-
-def classifier_name(model: nn.Module) -> str:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    if cfg.get("classifier"):
-        return cfg["classifier"]
-    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise TinyVisionError(f"{type(model).__name__}: no Linear classifier found")
-    return linears[-1]
+from tinyvision.models.pretrained import classifier_name
 
 
 def depth_groups(model: nn.Module) -> list[list[str]]:

@@ -65,7 +65,7 @@ def evaluate_pretrained(model_name: str, weights: str, dataset: str, source: str
                         tta: str | None = None, gallery: int = 32) -> dict:
     """Zero-shot: an ImageNet-1k model on a dataset whose classes are ImageNet classes, its 1000
     logits restricted to the dataset's classes by wnid. A wrong weight port shows as near-chance."""
-    from tinyvision.engine.fit import resolve_channels_last, resolve_precision
+    from tinyvision.device import resolve_channels_last, resolve_precision
     from tinyvision.models import create_model, get_entry
     from tinyvision.models.pretrained import imagenet_wnids, load_pretrained
     from tinyvision.runs import LoadedModel

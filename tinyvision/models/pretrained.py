@@ -131,21 +131,22 @@ def _library_weights(model: nn.Module) -> dict:
     return ref.state_dict()
 
 
-def _classifier_name(model: nn.Module) -> str:
+def classifier_name(model: nn.Module) -> str:
+    """The name of the model's classifier layer: timm's declared one, else the last Linear."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     if cfg.get("classifier"):
         return cfg["classifier"]
-    last = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not last:
-        raise TinyVisionError("cannot find the model's classifier layer")
-    return last[-1]
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise TinyVisionError(f"{type(model).__name__}: no Linear classifier found")
+    return linears[-1]
 
 
 def load_pretrained(model: nn.Module, spec: str, class_ids: list[str] | None = None) -> dict:
     """Load `spec` into `model` strictly. Returns {'source', 'head': 'loaded'|'imagenet-rows'|'new'}."""
     state, source = read_weights(spec, model)
     own = model.state_dict()
-    head = _classifier_name(model)
+    head = classifier_name(model)
     head_keys = {k for k in own if k.startswith(head + ".")}
     head_mode = "loaded"
     if any(k in state and state[k].shape != own[k].shape for k in head_keys):
