@@ -12,21 +12,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tinyvision.atomic import replacing
 from tinyvision.errors import TinyVisionError
 
 
 def save_checkpoint(obj: dict, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())  # on disk before the rename makes it the checkpoint
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from tinyvision.atomic import write_text
 from tinyvision.errors import TinyVisionError
 
 BUILTIN_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -239,6 +240,4 @@ def resolve_config_path(name: str) -> Path:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    tmp.replace(path)
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -6,7 +6,6 @@ train_one_epoch + evaluate -> checkpoints, metrics, summary.json.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import signal
@@ -16,10 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
+from tinyvision.atomic import write_text
 from tinyvision.data import prepare
 from tinyvision.data.augment import build_augment, mix_batch
 from tinyvision.data.loader import BatchLoader, batch_generator
@@ -29,12 +28,12 @@ from tinyvision.engine.config import Config, save_config
 from tinyvision.engine.distributed import Dist, init_distributed, shutdown
 from tinyvision.engine.loop import autocast, evaluate, topk_correct, train_loss
 from tinyvision.engine.optim import Schedule, build_optimizer
-from tinyvision.engine.transfer import (FeatureExtractor, cached_features, depth_groups, features_key,
-                                        freeze_batchnorm, param_groups_by_depth, set_trainable, trainable_depth)
+from tinyvision.engine.transfer import (HeadOnly, depth_groups, feature_splits, freeze_batchnorm,
+                                        param_groups_by_depth, set_trainable, trainable_depth)
 from tinyvision.engine.runlog import Meter, RunLog
 from tinyvision.errors import TinyVisionError
 from tinyvision.models import create_model
-from tinyvision.models.pretrained import classifier_name, load_pretrained
+from tinyvision.models.pretrained import load_pretrained
 from tinyvision.models.registry import get_entry
 from tinyvision.models.summary import count_params
 
@@ -99,50 +98,6 @@ def normalization(model: nn.Module, ds, tr) -> tuple[tuple, tuple]:
         raise TinyVisionError(f"{type(model).__name__} does not say how its weights normalize inputs; "
                               "set transfer.normalize=dataset")
     return tuple(norm["mean"]), tuple(norm["std"])
-
-
-class HeadOnly(nn.Module):
-    """The classifier of `model` on cached features shaped (N, D, 1, 1), as the loader yields them."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.head = model.get_submodule(classifier_name(model))
-
-    def forward(self, x):
-        return self.head(x.flatten(1))
-
-
-def feature_splits(model, cfg, ds, train_split, val_split, eval_aug, device, amp_dtype, dist):
-    """(train features split, val features split, head model) for transfer.mode=features."""
-    from tinyvision.data.dataset import Split
-
-    extract = FeatureExtractor(model)
-    size = cfg.augment.size or ds.image_size[0]
-    key = features_key(cfg.model.name, cfg.transfer.pretrained or f"random-init-seed{cfg.train.seed}", size,
-                       extra=f"{cfg.model.kwargs}|{cfg.transfer.normalize}|{amp_dtype}")
-    out = []
-    for split in (train_split, val_split):
-        rows = hashlib.sha1(np.ascontiguousarray(split.rows).tobytes()).hexdigest()[:10]
-        path = ds.path / "features" / key / f"{split.name}-{rows}.npy"
-        loader = BatchLoader(split, cfg.train.eval_batch_size, shuffle=False, drop_last=False, device=device,
-                             transform=eval_aug)
-        if dist.enabled and not dist.main:
-            dist.barrier()  # rank 0 extracts, the others read its file
-        feats = cached_features(extract, loader, path, amp_dtype)
-        if dist.enabled and dist.main:
-            dist.barrier()
-        out.append(Split(split.name, feats[:, None, None, :], np.asarray(split.targets)))
-    head = HeadOnly(model)
-    with torch.no_grad():  # the classifier must be the model's last step for head-only training to be exact
-        x = eval_aug(torch.from_numpy(np.ascontiguousarray(val_split.images[val_split.rows[:4]])).permute(0, 3, 1, 2).to(device))
-        was = model.training
-        model.eval()
-        full, via_head = model(x).float(), head(extract(x)).float()
-        model.train(was)
-    if not torch.allclose(full, via_head, atol=1e-4, rtol=1e-3):
-        raise TinyVisionError(f"{cfg.model.name}: its classifier is not its last step, so transfer.mode=features "
-                              "cannot train it on cached features; use transfer.mode=gradual")
-    return out[0], out[1], head
 
 
 # ----------------------------------------------------------------- the run
@@ -518,8 +473,6 @@ def _fit(cfg: Config, resume: bool, dist: Dist, segment_start: float, hooks: Fit
         "world_size": dist.world_size, "run_dir": str(run_dir),
     }
     if dist.main:
-        tmp = run_dir / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2))
-        tmp.replace(run_dir / "summary.json")
+        write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     dist.barrier()
     return summary

@@ -9,13 +9,16 @@ distance from the top).
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from tinyvision.atomic import replacing
+from tinyvision.data.dataset import Split
+from tinyvision.data.loader import BatchLoader
+from tinyvision.errors import TinyVisionError
 from tinyvision.models.pretrained import classifier_name
 
 
@@ -149,7 +152,48 @@ def cached_features(extract: FeatureExtractor, loader, path: Path, amp_dtype, pr
     model.train(was_training)
     feats = np.concatenate(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    np.save(tmp, feats)
-    tmp.replace(path)
+    with replacing(path, ".npy") as tmp:
+        np.save(tmp, feats)
     return feats
+
+
+class HeadOnly(nn.Module):
+    """The classifier of `model` on cached features shaped (N, D, 1, 1), as the loader yields them."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.head = model.get_submodule(classifier_name(model))
+
+    def forward(self, x):
+        return self.head(x.flatten(1))
+
+
+def feature_splits(model, cfg, ds, train_split, val_split, eval_aug, device, amp_dtype, dist):
+    """(train features split, val features split, head model) for transfer.mode=features."""
+    extract = FeatureExtractor(model)
+    size = cfg.augment.size or ds.image_size[0]
+    key = features_key(cfg.model.name, cfg.transfer.pretrained or f"random-init-seed{cfg.train.seed}", size,
+                       extra=f"{cfg.model.kwargs}|{cfg.transfer.normalize}|{amp_dtype}")
+    out = []
+    for split in (train_split, val_split):
+        rows = hashlib.sha1(np.ascontiguousarray(split.rows).tobytes()).hexdigest()[:10]
+        path = ds.path / "features" / key / f"{split.name}-{rows}.npy"
+        loader = BatchLoader(split, cfg.train.eval_batch_size, shuffle=False, drop_last=False, device=device,
+                             transform=eval_aug)
+        if dist.enabled and not dist.main:
+            dist.barrier()  # rank 0 extracts, the others read its file
+        feats = cached_features(extract, loader, path, amp_dtype)
+        if dist.enabled and dist.main:
+            dist.barrier()
+        out.append(Split(split.name, feats[:, None, None, :], np.asarray(split.targets)))
+    head = HeadOnly(model)
+    with torch.no_grad():  # the classifier must be the model's last step for head-only training to be exact
+        x = eval_aug(torch.from_numpy(np.ascontiguousarray(val_split.images[val_split.rows[:4]])).permute(0, 3, 1, 2).to(device))
+        was = model.training
+        model.eval()
+        full, via_head = model(x).float(), head(extract(x)).float()
+        model.train(was)
+    if not torch.allclose(full, via_head, atol=1e-4, rtol=1e-3):
+        raise TinyVisionError(f"{cfg.model.name}: its classifier is not its last step, so transfer.mode=features "
+                              "cannot train it on cached features; use transfer.mode=gradual")
+    return out[0], out[1], head

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tinyvision.atomic import write_text
 from tinyvision.data import Dataset, prepare
 from tinyvision.errors import TinyVisionError
 from tinyvision.evaluate import metrics as M
@@ -165,9 +166,7 @@ def _files(part) -> list[str]:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+    write_text(path, json.dumps(obj, indent=2))
 
 
 def _write_predictions(path: Path, files, probs, info, y, k: int = 5) -> None:

@@ -7,12 +7,12 @@ onnxruntime against eager PyTorch on a real batch before it is kept.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from tinyvision.atomic import replacing, write_text
 from tinyvision.errors import TinyVisionError
 from tinyvision.runs import load_model
 
@@ -51,12 +51,11 @@ def export_run(run_dir, fmt: str, out, checkpoint: str = "best", batch: np.ndarr
     x = sample_batch(lm.info, batch=batch)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     result = {"file": str(out), "format": fmt, "input": [None, int(lm.info["in_chans"]), lm.info["image_size"],
                                                          lm.info["image_size"]]}
-    try:
-        with torch.no_grad():
-            expected = model(x).numpy()
+    with torch.no_grad():
+        expected = model(x).numpy()
+    with replacing(out) as tmp:  # kept only once it has been checked
         if fmt == "onnx":
             # The TorchScript-based exporter (dynamo=False): it needs only the onnx package, while the
             # torch.export-based default also needs onnxscript; both give the same graph for these nets.
@@ -67,18 +66,14 @@ def export_run(run_dir, fmt: str, out, checkpoint: str = "best", batch: np.ndarr
             if diff > ONNX_TOLERANCE:
                 raise TinyVisionError(f"ONNX export of {lm.checkpoint} differs from PyTorch by {diff:.2e} "
                                       f"(> {ONNX_TOLERANCE}); not written")
-            result["max_abs_diff"] = diff
         else:
             scripted = torch.jit.trace(model, x)
             diff = float(np.abs(scripted(x).detach().numpy() - expected).max())
             scripted.save(str(tmp))
-            result["max_abs_diff"] = diff
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+        result["max_abs_diff"] = diff
     meta = {k: lm.info[k] for k in ("class_ids", "class_names", "mean", "std", "image_size", "in_chans", "model")}
     meta["input"] = "float32 NCHW, (pixels / 255 - mean) / std"
-    out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=2))
+    write_text(out.with_name(out.name + ".json"), json.dumps(meta, indent=2))
     result["metadata"] = str(out.with_name(out.name + ".json"))
     return result
 

@@ -9,12 +9,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tinyvision.atomic import replacing  # noqa: E402
+
 
 def _save(fig, path: Path, dpi: int = 110) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    with replacing(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 

@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from tinyvision.atomic import write_text  # noqa: E402
 from tinyvision.errors import TinyVisionError  # noqa: E402
 from tinyvision.runs import load_model, read_config, read_metrics, read_summary  # noqa: E402
 
@@ -192,7 +193,5 @@ window.addEventListener("load", function () {{
 </script>
 </body></html>
 """
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page)
-    tmp.replace(out)
+    write_text(out, page)
     return {"html": str(out), "images": [str(p) for p in images], "groups": list(groups)}

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 
+from tinyvision.atomic import write_text  # noqa: E402
 from tinyvision.search.study import open_study, summary_of  # noqa: E402
 
 
@@ -86,7 +87,5 @@ window.addEventListener("load", function () {{
 }});
 </script></body></html>
 """
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page)
-    tmp.replace(out)
+    write_text(out, page)
     return {"html": str(out), "images": [str(p) for p in figs], **s}
