@@ -106,3 +106,46 @@ def test_augment_on_cuda_matches_shape():
     x = batch().cuda()
     y = build_augment("strong", (0.5,) * 3, (0.2,) * 3, 16)(x, torch.Generator("cuda").manual_seed(0))
     assert y.is_cuda and y.shape == x.shape
+
+
+def test_affine_grid_matches_torch():
+    from tinyvision.data.augment import _affine_grid
+
+    for n, h, w in [(5, 16, 16), (3, 12, 20), (2, 7, 5)]:
+        theta = torch.randn(n, 2, 3, generator=gen(n))
+        ref = torch.nn.functional.affine_grid(theta, (n, 3, h, w), align_corners=False)
+        assert torch.allclose(_affine_grid(theta, n, h, w), ref, atol=2e-6)
+
+
+@pytest.mark.parametrize("policy", ["benchmark", "crop:padding=2,flip", "rrc:size=12,flip", "none"])
+def test_cpu_chunks_give_the_whole_batch_result(policy, monkeypatch):
+    # geometric parameters are drawn for the whole batch, so chunking must not change a pixel
+    import tinyvision.data.augment as A
+
+    x = batch(10, s=16, seed=4).permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # NHWC storage, as the loader
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    whole = build_augment(policy, mean, std, image_size=16)(x, gen(5))
+    monkeypatch.setattr(A, "CPU_CHUNK_PIXELS", 3 * 16 * 16)  # chunks of 3, 3, 3, 1 images
+    chunked = build_augment(policy, mean, std, image_size=16)(x, gen(5))
+    assert torch.equal(chunked, whole)
+    cl = build_augment(policy, mean, std, image_size=16, channels_last=True)(x, gen(5))
+    assert cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(cl, whole)
+
+
+def test_chunked_pixel_ops_stay_random_per_sample_and_reproducible(monkeypatch):
+    import tinyvision.data.augment as A
+
+    monkeypatch.setattr(A, "CPU_CHUNK_PIXELS", 4 * 16 * 16)
+    x = batch(1, s=16).repeat(12, 1, 1, 1)
+    aug = build_augment("brightness:strength=0.5,switch-off:p=0.2", (0,) * 3, (1,) * 3, image_size=16)
+    y = aug(x, gen(6))
+    assert torch.equal(y, aug(x, gen(6)))
+    assert len({tuple(v.flatten()[::5].tolist()) for v in y}) == 12  # no two chunks repeat each other
+
+
+def test_augment_never_writes_to_its_input():
+    for x in (batch(), batch().float()):
+        before = x.clone()
+        build_augment("standard", (0.5,) * 3, (0.2,) * 3, 16)(x, gen())
+        Augment([], (0.5,) * 3, (0.2,) * 3)(x)
+        assert torch.equal(x, before)

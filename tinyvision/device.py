@@ -39,3 +39,33 @@ def resolve_channels_last(value: str, device: torch.device, amp_dtype: torch.dty
     if value == "auto":
         return device.type == "cuda" or amp_dtype is torch.bfloat16
     return value == "on"
+
+
+# glibc's malloc constants (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_allocator_tuned = False
+
+
+def keep_freed_cpu_memory(threshold: int = 256 << 20) -> bool:
+    """Let glibc reuse freed memory instead of handing every large block back to the OS.
+
+    A training step allocates fresh multi-megabyte tensors (a 256 x 3 x 64 x 64 float batch is
+    12.6 MB) and frees them a step later. glibc serves blocks above its mmap threshold (at most
+    32 MB) with mmap and unmaps them on free, so the next step page-faults and zeroes them again:
+    1.4 ms per 12.6 MB here, more than the batch's whole augmentation. Raising the mmap and trim
+    thresholds keeps those pages in the heap for reuse (0.08 ms), the effect PyTorch's CPU tuning
+    guide gets by preloading jemalloc or tcmalloc. Blocks above `threshold` (the in-RAM dataset)
+    are still mapped. Process-wide and idempotent; a no-op (False) where the C library is not glibc.
+    """
+    global _allocator_tuned
+    if _allocator_tuned:
+        return True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    _allocator_tuned = bool(mallopt(_M_MMAP_THRESHOLD, threshold) and mallopt(_M_TRIM_THRESHOLD, 2 * threshold))
+    return _allocator_tuned

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from tinyvision.data.dataset import Split
+from tinyvision.device import keep_freed_cpu_memory
 
 # Keep the whole split on the accelerator when it takes at most this share of free memory.
 DEVICE_MEMORY_SHARE = 0.25
@@ -55,6 +56,8 @@ class BatchLoader:
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.device = torch.device(device)
         self.transform = transform
+        if self.device.type == "cpu":
+            keep_freed_cpu_memory()  # every batch is a fresh tensor; see tinyvision.device
         self.epoch, self.batch_index = 0, 0
         rows = self._row_ids = split.rows  # computed once: a view's rows, or arange for a whole split
         self._rows = torch.from_numpy(rows)
@@ -101,7 +104,8 @@ class BatchLoader:
     def _fetch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         if self._images is not None:
             t = torch.from_numpy(idx).to(self._images.device)
-            x, y = self._images[t], self._labels[t]
+            # index_select, not self._images[t]: 0.1 ms against 0.8 ms for 256 x 64 x 64 x 3 here
+            x, y = self._images.index_select(0, t), self._labels.index_select(0, t)
         else:
             rows = self._row_ids[idx]
             x = torch.from_numpy(np.ascontiguousarray(self.split.images[rows]))
