@@ -65,7 +65,7 @@ def keep_freed_cpu_memory(threshold: int = 256 << 20) -> bool:
 
         libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no C library by that name, or no mallopt in it
         return False
     _allocator_tuned = bool(mallopt(_M_MMAP_THRESHOLD, threshold) and mallopt(_M_TRIM_THRESHOLD, 2 * threshold))
     return _allocator_tuned
