@@ -179,6 +179,10 @@ def test_gradual_mode_trains_only_the_scheduled_groups(tmp_path):
         assert torch.equal(v, raw[k]), f"{k} changed while frozen"  # weights and BN statistics
     with pytest.raises(TinyVisionError, match="transfer.mode 'partial'"):
         fit(_transfer_config(src, tmp_path / "bad", **{"transfer.mode": "partial"}))
+    assert not (tmp_path / "bad").exists()  # refused before any run dir, cache or model work
+    with pytest.raises(TinyVisionError, match="train.monitor 'acc'"):
+        fit(_transfer_config(src, tmp_path / "bad", **{"train.monitor": "acc"}))
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.realdata

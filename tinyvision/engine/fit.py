@@ -289,13 +289,22 @@ def fit(cfg: Config, resume: bool = False, hooks: FitHooks | None = None) -> dic
 
 
 def _fit(cfg: Config, resume: bool, dist: Dist, segment_start: float, hooks: FitHooks) -> dict:
-    t = cfg.train
+    t, tr = cfg.train, cfg.transfer
+    # choices checked before any data or model work
+    if tr.mode not in ("full", "features", "gradual"):
+        raise TinyVisionError(f"transfer.mode {tr.mode!r}: choose full, features or gradual")
+    if tr.mode == "gradual" and dist.enabled:
+        raise TinyVisionError("gradual unfreezing changes which parameters train, which DDP cannot follow; "
+                              "run it in one process, or use transfer.mode=full with transfer.lr_decay")
+    if t.monitor not in ("top1", "loss"):
+        raise TinyVisionError(f"train.monitor {t.monitor!r}: choose top1 or loss")
     device = resolve_device(t.device, dist.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     else:
         torch.set_num_threads(t.threads or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))))
     amp_dtype = resolve_precision(t.precision, device)
+    precision = "fp32" if amp_dtype is None else str(amp_dtype).replace("torch.", "")
     channels_last = resolve_channels_last(t.channels_last, device, amp_dtype)
 
     # Run dir: never silently overwrite a run.
@@ -328,17 +337,11 @@ def _fit(cfg: Config, resume: bool, dist: Dist, segment_start: float, hooks: Fit
 
     # Model (pretrained weights when asked), EMA, optimizer.
     torch.manual_seed(t.seed)
-    tr = cfg.transfer
     model = create_model(cfg.model.name, num_classes=ds.num_classes, in_chans=ds.channels, **cfg.model.kwargs)
     if tr.pretrained and ckpt is None:  # a resumed run takes its weights from its own checkpoint
         load_pretrained(model, tr.pretrained, list(ds.class_ids))
     mean, std = normalization(model, ds, tr)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    if tr.mode not in ("full", "features", "gradual"):
-        raise TinyVisionError(f"transfer.mode {tr.mode!r}: choose full, features or gradual")
-    if tr.mode == "gradual" and dist.enabled:
-        raise TinyVisionError("gradual unfreezing changes which parameters train, which DDP cannot follow; "
-                              "run it in one process, or use transfer.mode=full with transfer.lr_decay")
     ema = None
     if cfg.optim.ema > 0:
         from timm.utils import ModelEmaV3
@@ -368,8 +371,6 @@ def _fit(cfg: Config, resume: bool, dist: Dist, segment_start: float, hooks: Fit
     val_loader = BatchLoader(val_split, t.eval_batch_size, shuffle=False, drop_last=False, seed=t.seed,
                              device=device, rank=dist.rank, world_size=dist.world_size, transform=val_aug)
     monitor_mode = "min" if t.monitor == "loss" else "max"
-    if t.monitor not in ("top1", "loss"):
-        raise TinyVisionError(f"train.monitor {t.monitor!r}: choose top1 or loss")
     schedule = Schedule(optimizer, cfg.schedule, cfg.optim.lr, len(train_loader), t.epochs, monitor_mode)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
 
@@ -383,7 +384,7 @@ def _fit(cfg: Config, resume: bool, dist: Dist, segment_start: float, hooks: Fit
                  "class_ids": list(ds.class_ids), "class_names": list(ds.class_names), "mean": list(mean),
                  "std": list(std), "val_split": val_name, "model": cfg.model.name, "model_kwargs": cfg.model.kwargs,
                  "cache": str(ds.path), "cache_size": ds.image_size[0], "channels_last": channels_last,
-                 "precision": "fp32" if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
+                 "precision": precision,
                  "eval_batch_size": t.eval_batch_size}
     progress = ckpt["progress"] if ckpt else None
     log = RunLog(run_dir, enabled=dist.main, tensorboard=cfg.output.tensorboard, quiet=cfg.output.quiet,
@@ -398,7 +399,7 @@ def _fit(cfg: Config, resume: bool, dist: Dist, segment_start: float, hooks: Fit
     if not ckpt:
         log.print(f"run {run_dir}: {cfg.model.name} ({params / 1e6:.2f}M params) on {ds.name} "
                   f"({len(train_split)} train, {len(val_split)} {val_name}), {device}, "
-                  f"{'fp32' if amp_dtype is None else str(amp_dtype).replace('torch.', '')}"
+                  f"{precision}"
                   f"{', channels_last' if channels_last else ''}{f', {dist.world_size} processes' if dist.enabled else ''}")
 
     # Signals: finish the step, write last.pt, then stop.
@@ -469,7 +470,7 @@ def _fit(cfg: Config, resume: bool, dist: Dist, segment_start: float, hooks: Fit
         "train_seconds": run.train_seconds,
         "images_per_s": run.train_images / max(run.train_seconds, 1e-9),
         "params": params, "monitor": t.monitor, "ema": ema is not None,
-        "device": str(device), "precision": "fp32" if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
+        "device": str(device), "precision": precision,
         "world_size": dist.world_size, "run_dir": str(run_dir),
     }
     if dist.main:
