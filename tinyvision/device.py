@@ -31,6 +31,16 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     return table[name]
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """How a run's info and summary name its autocast dtype: fp32, bfloat16 or float16."""
+    return "fp32" if dtype is None else str(dtype).replace("torch.", "")
+
+
+def precision_dtype(name: str) -> torch.dtype | None:
+    """The inverse of precision_name, for reading a run back."""
+    return {"fp32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
 def resolve_channels_last(value: str, device: torch.device, amp_dtype: torch.dtype | None) -> bool:
     """auto: on for CUDA (tensor-core convs want NHWC); on CPU only with bf16, where oneDNN's NHWC
     kernels measured 1.3-1.4x faster than NCHW (benchmarks/train_settings.py), while fp32 gains nothing."""

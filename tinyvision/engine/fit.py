@@ -22,7 +22,7 @@ from tinyvision.atomic import write_text
 from tinyvision.data import prepare
 from tinyvision.data.augment import build_augment, mix_batch
 from tinyvision.data.loader import BatchLoader, batch_generator
-from tinyvision.device import resolve_channels_last, resolve_device, resolve_precision
+from tinyvision.device import precision_name, resolve_channels_last, resolve_device, resolve_precision
 from tinyvision.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tinyvision.engine.config import Config, save_config
 from tinyvision.engine.distributed import Dist, init_distributed, shutdown
@@ -304,7 +304,7 @@ def _fit(cfg: Config, resume: bool, dist: Dist, segment_start: float, hooks: Fit
     else:
         torch.set_num_threads(t.threads or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))))
     amp_dtype = resolve_precision(t.precision, device)
-    precision = "fp32" if amp_dtype is None else str(amp_dtype).replace("torch.", "")
+    precision = precision_name(amp_dtype)
     channels_last = resolve_channels_last(t.channels_last, device, amp_dtype)
 
     # Run dir: never silently overwrite a run.

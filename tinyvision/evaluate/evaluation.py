@@ -66,7 +66,7 @@ def evaluate_pretrained(model_name: str, weights: str, dataset: str, source: str
                         tta: str | None = None, gallery: int = 32) -> dict:
     """Zero-shot: an ImageNet-1k model on a dataset whose classes are ImageNet classes, its 1000
     logits restricted to the dataset's classes by wnid. A wrong weight port shows as near-chance."""
-    from tinyvision.device import resolve_channels_last, resolve_precision
+    from tinyvision.device import precision_name, resolve_channels_last, resolve_precision
     from tinyvision.models import create_model, get_entry
     from tinyvision.models.pretrained import imagenet_wnids, load_pretrained
     from tinyvision.runs import LoadedModel
@@ -87,7 +87,7 @@ def evaluate_pretrained(model_name: str, weights: str, dataset: str, source: str
     info = {"model": model_name, "class_ids": list(ds.class_ids), "class_names": list(ds.class_names),
             "num_classes": ds.num_classes, "in_chans": 3, "image_size": size, "cache_size": ds.image_size[0],
             "mean": list(norm.get("mean", ds.mean)), "std": list(norm.get("std", ds.std)),
-            "precision": "fp32" if amp is None else str(amp).replace("torch.", ""),
+            "precision": precision_name(amp),
             "channels_last": resolve_channels_last("auto", dev, amp), "eval_batch_size": 100}
     restricted = _Restrict(model, [index[c] for c in ds.class_ids]).to(dev).eval()
     lm = LoadedModel(restricted, info, Path(loaded["source"]), 0, 0, "pretrained")

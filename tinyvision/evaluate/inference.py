@@ -13,6 +13,7 @@ import torch
 from tinyvision.data.augment import build_augment
 from tinyvision.data.decode import decode_bytes
 from tinyvision.data.loader import BatchLoader
+from tinyvision.device import precision_dtype
 from tinyvision.runs import LoadedModel
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -25,7 +26,7 @@ def eval_transform(info: dict, cached_size: int):
 
 def amp_dtype_for(info: dict) -> torch.dtype | None:
     """The run's own precision, so that eval reproduces the numbers its training reported."""
-    return {"fp32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[info.get("precision", "fp32")]
+    return precision_dtype(info.get("precision", "fp32"))
 
 
 @torch.no_grad()
