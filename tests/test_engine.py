@@ -306,3 +306,11 @@ def test_fit_with_mixup_cutmix_smoothing_and_clipping(tmp_path, idx_src):
                          optim__grad_clip=1.0, schedule__name="onecycle"))
     lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert s["epochs"] == 2 and all(math.isfinite(l["train_loss"]) for l in lines)
+
+
+def test_precision_names_round_trip():
+    from tinyvision.device import precision_dtype, precision_name
+
+    for dtype in (None, torch.bfloat16, torch.float16):
+        assert precision_dtype(precision_name(dtype)) is dtype
+    assert precision_name(torch.bfloat16) == "bfloat16"  # the name summaries and run info carry
