@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from tinyvision.data.augment import (OPS, PRESETS, Augment, Crop, Flip, Rotate, SwitchOff, build_augment, mix_batch,
-                                     parse_policy)
+from tinyvision.data.augment import OPS, PRESETS, Augment, Crop, Flip, Rotate, SwitchOff, build_augment, parse_policy
+from tinyvision.engine.mixing import mix_batch
 from tinyvision.errors import TinyVisionError
 
 
@@ -109,18 +109,18 @@ def test_augment_on_cuda_matches_shape():
 
 
 def test_affine_grid_matches_torch():
-    from tinyvision.data.augment import _affine_grid
+    from tinyvision.data.augment import affine_grid
 
     for n, h, w in [(5, 16, 16), (3, 12, 20), (2, 7, 5)]:
         theta = torch.randn(n, 2, 3, generator=gen(n))
         ref = torch.nn.functional.affine_grid(theta, (n, 3, h, w), align_corners=False)
-        assert torch.allclose(_affine_grid(theta, n, h, w), ref, atol=2e-6)
+        assert torch.allclose(affine_grid(theta, n, h, w), ref, atol=2e-6)
 
 
 @pytest.mark.parametrize("policy", ["benchmark", "crop:padding=2,flip", "rrc:size=12,flip", "none"])
 def test_cpu_chunks_give_the_whole_batch_result(policy, monkeypatch):
     # geometric parameters are drawn for the whole batch, so chunking must not change a pixel
-    import tinyvision.data.augment as A
+    import tinyvision.data.augment.pipeline as A
 
     x = batch(10, s=16, seed=4).permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # NHWC storage, as the loader
     mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
@@ -133,7 +133,7 @@ def test_cpu_chunks_give_the_whole_batch_result(policy, monkeypatch):
 
 
 def test_chunked_pixel_ops_stay_random_per_sample_and_reproducible(monkeypatch):
-    import tinyvision.data.augment as A
+    import tinyvision.data.augment.pipeline as A
 
     monkeypatch.setattr(A, "CPU_CHUNK_PIXELS", 4 * 16 * 16)
     x = batch(1, s=16).repeat(12, 1, 1, 1)

@@ -20,13 +20,14 @@ from torch import nn
 
 from tinyvision.atomic import write_text
 from tinyvision.data import prepare
-from tinyvision.data.augment import build_augment, mix_batch
+from tinyvision.data.augment import build_augment
 from tinyvision.data.loader import BatchLoader, batch_generator
 from tinyvision.device import precision_name, resolve_channels_last, resolve_device, resolve_precision
 from tinyvision.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tinyvision.engine.config import Config, save_config
 from tinyvision.engine.distributed import Dist, init_distributed, shutdown
 from tinyvision.engine.loop import autocast, evaluate, topk_correct, train_loss
+from tinyvision.engine.mixing import mix_batch
 from tinyvision.engine.optim import Schedule, build_optimizer
 from tinyvision.engine.transfer import (HeadOnly, depth_groups, feature_splits, freeze_batchnorm,
                                         param_groups_by_depth, set_trainable, trainable_depth)
