@@ -13,7 +13,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from tinyvision.engine.loop import autocast, split_outputs
+from tinyvision.engine.loop import autocast
+from tinyvision.models.outputs import split_outputs
 from tinyvision.models import create_model, get_entry
 
 SETTINGS = [  # (label, autocast dtype, channels_last, compile)

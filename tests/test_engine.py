@@ -9,7 +9,7 @@ from torch import nn
 
 import fixtures
 from tinyvision.engine import Config, fit, load_config
-from tinyvision.engine.checkpoint import load_checkpoint
+from tinyvision.checkpoint import load_checkpoint
 from tinyvision.engine.config import ScheduleConfig
 from tinyvision.engine.optim import Schedule, build_optimizer, param_groups
 from tinyvision.errors import TinyVisionError
@@ -182,7 +182,7 @@ def test_fit_writes_run_dir_and_summary(tmp_path, idx_src):
     for name in ("last", "best"):
         ck = torch.load(out / "checkpoints" / f"{name}.pt", weights_only=True)
         assert {"model", "optimizer", "scheduler", "epoch", "step", "rng", "loader", "config"} <= set(ck)
-    assert ck["data"]["class_names"][0] == "T-shirt/top"
+    assert ck["record"]["class_names"][0] == "T-shirt/top"
 
 
 def test_run_dir_is_never_overwritten(tmp_path, idx_src):
@@ -241,7 +241,7 @@ class NanAfter(nn.Module):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, idx_src, monkeypatch):
     import importlib
 
-    fit_module = importlib.import_module("tinyvision.engine.fit")  # the module, not the function
+    fit_module = importlib.import_module("tinyvision.engine.train")  # the module that calls create_model
 
     monkeypatch.setattr(fit_module, "create_model", lambda name, num_classes, in_chans, **kw: NanAfter(num_classes, in_chans))
     out = tmp_path / "run"
@@ -314,3 +314,29 @@ def test_precision_names_round_trip():
     for dtype in (None, torch.bfloat16, torch.float16):
         assert precision_dtype(precision_name(dtype)) is dtype
     assert precision_name(torch.bfloat16) == "bfloat16"  # the name summaries and run info carry
+
+
+def test_progress_off_a_terminal_is_plain_lines(tmp_path, idx_src, capsys, monkeypatch):
+    """CI, nohup, a log file: no bar's carriage returns; a line every PROGRESS_EVERY_S seconds."""
+    import tinyvision.engine.runlog as runlog
+
+    fit(small_config(idx_src, tmp_path / "a", output__quiet=False))
+    err = capsys.readouterr().err
+    assert "\r" not in err and "batch 6/6" not in err  # 2 epochs of 6 steps: seconds, under the 30 s period
+    monkeypatch.setattr(runlog, "PROGRESS_EVERY_S", 0.0)
+    fit(small_config(idx_src, tmp_path / "b", output__quiet=False))
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l.startswith("epoch ") and ": batch " in l]
+    assert "\r" not in err and len(lines) == 12 and lines[-1].startswith("epoch 2/2: batch 6/6")
+
+
+def test_choices_checked_when_set_and_in_python(tmp_path, idx_src):
+    with pytest.raises(TinyVisionError, match="optim.name 'adamm': choose sgd, adam.*did you mean adam"):
+        load_config(None, ["optim.name=adamm"])
+    with pytest.raises(TinyVisionError, match="data.name 'cifar11'.*did you mean cifar10"):
+        load_config(None, ["data.name=cifar11"])
+    cfg = small_config(idx_src, tmp_path / "run")
+    cfg.schedule.name = "cosin"  # set from Python, past override: fit checks before any work
+    with pytest.raises(TinyVisionError, match="schedule.name 'cosin'"):
+        fit(cfg)
+    assert not (tmp_path / "run").exists()

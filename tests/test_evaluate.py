@@ -117,9 +117,28 @@ def test_eval_writes_every_file_and_matches_summary(fm_run, capsys):
 
 
 def test_eval_tta_and_best(fm_run):
-    run, _, _ = fm_run
-    res = evaluate_run(run, "val", tta="flip", out_dir=run / "eval-tta")
-    assert 0 <= res["top1"] <= 1 and res["tta"] == "flip"
+    import torch
+
+    from tinyvision.data import Dataset
+    from tinyvision.evaluate.inference import eval_transform, predict_batches
+
+    run, _, summary = fm_run
+    # --checkpoint best loads best.pt: the best epoch's weights, which score the best epoch's top-1
+    best = evaluate_run(run, "val", checkpoint="best", out_dir=run / "eval-best")
+    assert best["checkpoint"].endswith("best.pt") and best["epoch"] == summary["best"]["epoch"]
+    assert best["top1"] == summary["best"]["top1"]
+    # flip TTA averages the probabilities of each image and of its mirror image
+    lm = load_model(run, "best")
+    ds = Dataset.load(lm.record.cache)
+    part = ds.split("test")
+    x = eval_transform(lm.record, ds.image_size[0])(torch.from_numpy(np.array(part.images)).permute(0, 3, 1, 2))
+    plain, mirrored = predict_batches(lm, [x]), predict_batches(lm, [x.flip(3)])
+    both = predict_batches(lm, [x], tta="flip")
+    np.testing.assert_allclose(both, (plain + mirrored) / 2, rtol=1e-6, atol=0)
+    assert np.abs(mirrored - plain).max() > 1e-6  # the mirror images do change the answer (a little, this early)
+    res = evaluate_run(run, "val", checkpoint="best", tta="flip", out_dir=run / "eval-tta")
+    assert res["tta"] == "flip" and res["n"] == len(part)
+    assert res["top1"] == M.topk_accuracy(both, part.targets, 1)
 
 
 def test_eval_other_copy_matches_classes_by_id(tmp_path):
@@ -206,6 +225,16 @@ def test_compare_report(fm_run, tmp_path):
     (other / "summary.json").unlink()
     compare_runs([run, other], tmp_path / "rep2.html")
     assert "in progress" in (tmp_path / "rep2.html").read_text()
+    # the page reads run dirs only: MACs come from the run record, no model is rebuilt
+    from tinyvision.models import create_model, summarize
+    from tinyvision.runs import read_record
+
+    rec = read_record(other)
+    model = create_model("quicknet", num_classes=10, in_chans=1, widths=[16, 32], stem=8)
+    assert (rec.macs, rec.params) == (summarize(model, 28, 1)["macs"], summarize(model, 28, 1)["params"])
+    shutil.rmtree(other / "checkpoints")
+    compare_runs([other], tmp_path / "rep3.html")
+    assert f"{rec.macs / 1e6:,.1f} M" in (tmp_path / "rep3.html").read_text()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (installed by .ci/run)")

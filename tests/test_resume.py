@@ -16,6 +16,15 @@ import fixtures
 
 pytestmark = pytest.mark.slow
 
+# The kill steps are drawn at random, from a seed printed with every failure: replay a failure
+# with TINYVISION_KILL_SEED=<seed> python -m pytest tests/test_resume.py
+KILL_SEED = int(os.environ.get("TINYVISION_KILL_SEED", random.SystemRandom().randrange(1 << 30)))
+print(f"test_resume: kill steps drawn with TINYVISION_KILL_SEED={KILL_SEED}")
+
+
+def kill_step(test: str, lo: int, hi: int) -> int:
+    return random.Random(f"{KILL_SEED}-{test}").randint(lo, hi)
+
 TRAIN = ["--data", "fashion-mnist", "--model", "quicknet", "--batch-size", "32", "--lr", "0.05", "--quiet",
          "--set", "model.kwargs={widths: [16, 32], stem: 16}", "--set", "train.log_every=1",
          "--set", "train.eval_batch_size=64", "--set", "output.tensorboard=false", "--set", "optim.ema=0.9",
@@ -63,13 +72,21 @@ def _kill_at(args, tmp_path, run_dir, at_step, sig=signal.SIGKILL, nproc=1):
     deadline = time.time() + 240
     while _steps_logged(run_dir) < at_step and p.poll() is None and time.time() < deadline:
         time.sleep(0.002)
-    assert p.poll() is None, "the run ended before it could be killed:\n" + p.stdout.read()
+    assert p.poll() is None, (f"the run ended before it could be killed at step {at_step} "
+                              f"(TINYVISION_KILL_SEED={KILL_SEED}):\n" + p.stdout.read())
     os.killpg(p.pid, sig) if sig == signal.SIGKILL else p.send_signal(sig)
     out, _ = p.communicate(timeout=120)
     return p.returncode, out
 
 
-def _assert_same_state(a, b):
+def _assert_same_state(a, b, at=None):
+    try:
+        _compare_states(a, b)
+    except AssertionError as e:
+        raise AssertionError(f"{e} (killed at step {at}; replay with TINYVISION_KILL_SEED={KILL_SEED})") from None
+
+
+def _compare_states(a, b):
     ca = torch.load(a / "checkpoints" / "last.pt", weights_only=True)
     cb = torch.load(b / "checkpoints" / "last.pt", weights_only=True)
     assert ca["step"] == cb["step"] and ca["epoch"] == cb["epoch"]
@@ -96,12 +113,12 @@ def test_sigkill_resume_is_bit_exact(tmp_path, src, epochs, window):
     ref = tmp_path / "ref"
     _run([*args, "--out", str(ref)], tmp_path)
     killed = tmp_path / "killed"
-    at = random.Random().randint(*window)  # window (6, 9) straddles the end of epoch 1 (7 steps)
+    at = kill_step(f"sigkill-{epochs}", *window)  # window (6, 9) straddles the end of epoch 1 (7 steps)
     code, out = _kill_at([*args, "--out", str(killed)], tmp_path, killed, at)
     assert code == -signal.SIGKILL, out
     assert not (killed / "summary.json").exists()
     _run(["--resume", str(killed)], tmp_path)
-    _assert_same_state(ref, killed)
+    _assert_same_state(ref, killed, at)
 
 
 def test_sigterm_writes_checkpoint_then_resume_is_exact(tmp_path, src):
@@ -138,7 +155,8 @@ def test_ddp_two_processes_resume_is_exact(tmp_path, src):
     ck = torch.load(ref / "checkpoints" / "last.pt", weights_only=True)
     assert ck["step"] == 2 * (224 // 2 // 16)
     killed = tmp_path / "killed"
-    code, out = _kill_at([*args, "--out", str(killed)], tmp_path, killed, random.Random().randint(3, 10), nproc=2)
+    at = kill_step("ddp", 3, 10)
+    code, out = _kill_at([*args, "--out", str(killed)], tmp_path, killed, at, nproc=2)
     _run(["--resume", str(killed)], tmp_path, nproc=2)
-    _assert_same_state(ref, killed)
+    _assert_same_state(ref, killed, at)
     assert p.stdout.count("run dir:") == 1  # only rank 0 reports

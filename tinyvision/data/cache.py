@@ -147,9 +147,9 @@ def prepare(
         source = Source(src)  # lists the members once; a zip of 100k entries takes a moment
         if progress:
             from tqdm import tqdm
-            from tinyvision.data.readers.folder import IMAGE_EXTS
+            from tinyvision.data.decode import IMAGE_EXTENSIONS
             # image files to decode; 0 for IDX/CIFAR sources, which decode in one step (no bar)
-            total = sum(n.lower().endswith(IMAGE_EXTS) for n in source.names()) if source.kind != "tar" else 0
+            total = sum(n.lower().endswith(IMAGE_EXTENSIONS) for n in source.names()) if source.kind != "tar" else 0
             bar = tqdm(total=total or None, desc=f"decoding {name}", unit="img", disable=not total)
         raw = spec.reader(source, image_size=image_size, skip_bad=skip_bad, workers=workers, progress=bar)
         if bar is not None:

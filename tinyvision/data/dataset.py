@@ -115,6 +115,32 @@ class Dataset:
         held, rest = self.split(split).stratified(fraction=fraction, seed=seed)
         return rest.view(f"{split}-rest", np.arange(len(rest))), held.view("holdout", np.arange(len(held)))
 
+    def training_splits(self, *, holdout: float = 0.0, val_split: str | None = None, seed: int = 0,
+                        limit_train: int | None = None) -> tuple[Split, Split, str]:
+        """(train, val, val's name) for a run: val is a stratified `holdout` of train when that is > 0
+        (the dataset's val stays untouched), else `val_split` or the dataset's own val split;
+        `limit_train` takes a stratified, seeded subset of what trains."""
+        train = self.split("train")
+        if holdout > 0:
+            train, val = self.holdout(holdout, seed=seed)
+        else:
+            val = self.split(val_split or self.val_split)
+            if not val.labeled:
+                raise TinyVisionError(f"{self.name}'s {val.name!r} split is unlabeled; validate on another split "
+                                      "(data.val_split) or a holdout of train (data.holdout=0.1)")
+        if limit_train:
+            train = train.stratified(count=min(limit_train, len(train)), seed=seed)[0]
+        return train, val, val.name
+
+    def eval_split(self, name: str, *, holdout: float = 0.0, seed: int = 0) -> Split:
+        """A split by the name `eval` takes: "val" (the dataset's val, its test where it has none),
+        "holdout" (the part of train a run held out with these `holdout` and `seed`), or any split."""
+        if name == "holdout":
+            if not holdout:
+                raise TinyVisionError("this run did not hold out part of train (data.holdout is 0)")
+            return self.holdout(holdout, seed=seed)[1]
+        return self.split(self.val_split if name == "val" and "val" not in self.split_names else name)
+
     def info(self) -> dict:
         m = self.meta
         return {"dataset": m["dataset"], "num_classes": self.num_classes, "splits": m["splits"],

@@ -18,6 +18,9 @@ from tinyvision.errors import TinyVisionError
 
 CHUNK = 2000  # images per task: big enough to amortize inter-process transfer
 
+# File name endings taken for images, everywhere (folder readers, progress counts, predict).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
 
 def to_array(img: Image.Image, channels: int, size: int | None) -> np.ndarray:
     """Any PIL image (grayscale, RGBA, CMYK, palette) -> uint8 (H, W, channels)."""

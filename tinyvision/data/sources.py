@@ -3,7 +3,7 @@ and where it is published (URL + MD5) for the download of a missing source."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -19,12 +19,10 @@ from tinyvision.errors import TinyVisionError
 class DatasetSpec:
     name: str
     reader: Callable
-    channels: int
     layout: str  # what to put where, for the error when the source is missing
     resources: tuple[tuple[str, str, str], ...] = ()  # (url, file name, md5)
     local: tuple[str, ...] = ()  # places a system package puts the files
     val_split: str = "test"  # the split used as val when the dataset has no val split
-    extra: dict = field(default_factory=dict)
 
 
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
@@ -34,14 +32,14 @@ DATASETS: dict[str, DatasetSpec] = {
     s.name: s
     for s in [
         DatasetSpec(
-            "tiny-imagenet", read_tiny_imagenet, 3,
+            "tiny-imagenet", read_tiny_imagenet,
             "the official tiny-imagenet-200.zip, or its extracted folder holding wnids.txt, words.txt, train/, val/, test/",
             resources=(("http://cs231n.stanford.edu/tiny-imagenet-200.zip", "tiny-imagenet-200.zip",
                         "90528d7ca1a48142e341f4ef8d21d0de"),),
             val_split="val",
         ),
         DatasetSpec(
-            "mnist", read_mnist, 1,
+            "mnist", read_mnist,
             "a folder holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
             "t10k-labels-idx1-ubyte.gz (gzipped or not)",
             resources=tuple((MNIST_URL + f, f, m) for f, m in [
@@ -52,7 +50,7 @@ DATASETS: dict[str, DatasetSpec] = {
             local=("/usr/share/datasets/mnist",),
         ),
         DatasetSpec(
-            "fashion-mnist", read_fashion_mnist, 1,
+            "fashion-mnist", read_fashion_mnist,
             "a folder holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
             "t10k-labels-idx1-ubyte.gz (on Debian: apt-get install dataset-fashion-mnist)",
             resources=tuple((FASHION_URL + f, f, m) for f, m in [
@@ -63,19 +61,19 @@ DATASETS: dict[str, DatasetSpec] = {
             local=("/usr/share/datasets/fashion-mnist",),
         ),
         DatasetSpec(
-            "cifar10", read_cifar10, 3,
+            "cifar10", read_cifar10,
             "cifar-10-python.tar.gz, or its extracted cifar-10-batches-py/ folder",
             resources=(("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-python.tar.gz",
                         "c58f30108f718f92721af3b95e74349a"),),
         ),
         DatasetSpec(
-            "cifar100", read_cifar100, 3,
+            "cifar100", read_cifar100,
             "cifar-100-python.tar.gz, or its extracted cifar-100-python/ folder",
             resources=(("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "cifar-100-python.tar.gz",
                         "eb9058c3a382ffc7106e4002c42a8d85"),),
         ),
         DatasetSpec(
-            "folder", read_folder, 3,
+            "folder", read_folder,
             "a folder (or zip) with one sub-folder of images per class, optionally under train/, val/, test/",
             val_split="val",
         ),

@@ -15,9 +15,25 @@ from pathlib import Path
 import yaml
 
 from tinyvision.atomic import write_text
+from tinyvision.data.sources import DATASETS
 from tinyvision.errors import TinyVisionError
 
 BUILTIN_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+# The names the engine implements (engine/optim.py, engine/transfer.py, ...), in one place that
+# imports nothing heavy, so that the CLI offers exactly these and a typo fails when it is set.
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle", "time-decay", "plateau")
+TRANSFER_MODES = ("full", "features", "gradual")
+CHOICES = {
+    "data.name": tuple(DATASETS),
+    "optim.name": OPTIMIZERS,
+    "schedule.name": SCHEDULES,
+    "transfer.mode": TRANSFER_MODES,
+    "transfer.normalize": ("auto", "dataset", "backbone"),
+    "train.monitor": ("top1", "loss"),
+    "output.if_exists": ("refuse", "resume"),
+}
 
 
 @dataclass
@@ -41,7 +57,7 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"  # sgd | adam | adamw | rmsprop
+    name: str = "sgd"  # OPTIMIZERS: sgd | adam | adamw | rmsprop
     lr: float = 0.1  # peak learning rate (after warmup)
     momentum: float = 0.9  # SGD / RMSprop momentum
     nesterov: bool = False  # SGD only
@@ -60,7 +76,7 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: str = "cosine"  # constant | step | multistep | cosine | onecycle | time-decay | plateau
+    name: str = "cosine"  # SCHEDULES: constant | step | multistep | cosine | onecycle | time-decay | plateau
     warmup_epochs: float = 0.0  # linear warmup from lr * warmup_start over this many epochs
     warmup_start: float = 0.0  # warmup's starting factor of lr
     step_epochs: int = 30  # step: multiply by gamma every this many epochs
@@ -138,7 +154,17 @@ class Config:
         hint = typing.get_type_hints(type(sub))[name]
         if isinstance(value, str) and hint is not str:
             value = yaml.safe_load(value) if value.strip() else None
-        setattr(sub, name, _coerce(key, value, hint))
+        value = _coerce(key, value, hint)
+        _check_choice(key, value)
+        setattr(sub, name, value)
+
+    def validate(self) -> "Config":
+        """Check every key with a fixed set of values (for configs filled in from Python, which
+        bypasses `override`); returns self."""
+        for key in CHOICES:
+            section, _, name = key.partition(".")
+            _check_choice(key, getattr(getattr(self, section), name))
+        return self
 
     def update(self, tree: dict, where: str = "") -> None:
         """Apply a nested dict (as read from YAML)."""
@@ -177,6 +203,14 @@ def _unknown(key: str) -> str:
         close = [k for k in keys if k.rpartition(".")[2] in difflib.get_close_matches(tail, [k.rpartition(".")[2] for k in keys], n=3)]
     hint = f"; did you mean {', '.join(close)}?" if close else f"; keys are {', '.join(keys)}"
     return f"unknown config key {key!r}{hint}"
+
+
+def _check_choice(key: str, value) -> None:
+    allowed = CHOICES.get(key)
+    if allowed is not None and value not in allowed:
+        close = difflib.get_close_matches(str(value), allowed, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise TinyVisionError(f"{key} {value!r}: choose {', '.join(allowed)}{hint}")
 
 
 def _coerce(key: str, value, hint):

@@ -8,19 +8,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinyvision.engine.distributed import Dist
+from tinyvision.models.outputs import split_outputs
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
-
-
-def split_outputs(out) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """(main logits, auxiliary logits): models with aux heads (GoogLeNet) return a tuple in training."""
-    if isinstance(out, (tuple, list)):
-        return out[0], list(out[1:])
-    return out, []
 
 
 def classification_loss(logits: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None, smoothing: float) -> torch.Tensor:

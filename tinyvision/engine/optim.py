@@ -12,11 +12,8 @@ import math
 import torch
 from torch import nn
 
-from tinyvision.engine.config import OptimConfig, ScheduleConfig
+from tinyvision.engine.config import OPTIMIZERS, SCHEDULES, OptimConfig, ScheduleConfig
 from tinyvision.errors import TinyVisionError
-
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle", "time-decay", "plateau")
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:

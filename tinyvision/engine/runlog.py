@@ -2,25 +2,34 @@
 
 On resume, metrics.jsonl is cut back to its size when the checkpoint was written and
 TensorBoard purges later steps, so a killed-and-resumed run logs each step once.
+
+On a terminal the console gets a progress bar; anywhere else (CI, nohup, a log file) a plain
+line every PROGRESS_EVERY_S seconds instead of a bar's thousands of carriage-return updates.
 """
 from __future__ import annotations
 
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 
+PROGRESS_EVERY_S = 30.0  # seconds between progress lines when the console is not a terminal
+
+
 class RunLog:
     def __init__(self, run_dir: Path, *, enabled: bool, tensorboard: bool, quiet: bool,
-                 resume_offset: int | None = None, resume_step: int = 0):
+                 resume_offset: int | None = None, resume_step: int = 0, stream=None):
         self.enabled, self.quiet = enabled, quiet
         self.path = Path(run_dir) / "metrics.jsonl"
         self.tb = None
         self.bar = None
+        self.stream = stream or sys.stderr  # where the progress goes
+        self._lines = None  # non-terminal progress: [description, total, done, last line's time, postfix]
         if not enabled:
             return
         if resume_offset is not None and self.path.exists():
@@ -50,21 +59,36 @@ class RunLog:
                     self.tb.add_scalar(f"{tb_prefix}/{k}", v, step)
 
     def start_epoch(self, epoch: int, epochs: int, total: int, done: int) -> None:
-        if self.enabled and not self.quiet:
-            self.bar = tqdm(total=total, initial=done, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                            dynamic_ncols=True, leave=True, file=sys.stderr)
+        if not self.enabled or self.quiet:
+            return
+        desc = f"epoch {epoch + 1}/{epochs}"
+        if getattr(self.stream, "isatty", lambda: False)():
+            self.bar = tqdm(total=total, initial=done, desc=desc, unit="batch", dynamic_ncols=True, leave=True,
+                            file=self.stream)
+        else:
+            self._lines = [desc, total, done, time.monotonic(), {}]
 
     def progress(self, n: int = 1, **postfix) -> None:
+        fmt = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in postfix.items()}
         if self.bar is not None:
             self.bar.update(n)
             if postfix:
-                self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in postfix.items()},
-                                     refresh=False)
+                self.bar.set_postfix(fmt, refresh=False)
+        elif self._lines is not None:
+            lines = self._lines
+            lines[2] += n
+            lines[4].update(fmt)
+            now = time.monotonic()
+            if now - lines[3] >= PROGRESS_EVERY_S:
+                lines[3] = now
+                extra = "  ".join(f"{k} {v}" for k, v in lines[4].items())
+                print(f"{lines[0]}: batch {lines[2]}/{lines[1]}  {extra}".rstrip(), file=self.stream, flush=True)
 
     def end_epoch(self, line: str) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        self._lines = None
         self.print(line)
 
     def print(self, line: str) -> None:

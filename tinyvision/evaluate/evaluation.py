@@ -14,17 +14,15 @@ from tinyvision.errors import TinyVisionError
 from tinyvision.evaluate import metrics as M
 from tinyvision.evaluate import plots
 from tinyvision.evaluate.inference import predict_split
-from tinyvision.runs import load_model, read_config
+from tinyvision.runs import LoadedModel, RunRecord, load_model
 
 
-def open_dataset(lm, run_dir, dataset: str | None, source: str | None, cache_dir: str | None = None):
+def open_dataset(record: RunRecord, dataset: str | None, source: str | None, cache_dir: str | None = None):
     """The dataset to evaluate on: another copy (`source`), else the run's own cache, else its source."""
-    cfg = read_config(run_dir).get("data", {})
-    name = dataset or lm.info["dataset"]
-    if source is None and dataset is None and Path(lm.info.get("cache", "")).joinpath("meta.json").exists():
-        return Dataset.load(Path(lm.info["cache"]))
-    return prepare(name, source if source is not None else cfg.get("source"), image_size=cfg.get("image_size"),
-                   cache_dir=cache_dir or cfg.get("cache_dir"), progress=False)
+    if source is None and dataset is None and record.cache and Path(record.cache, "meta.json").exists():
+        return Dataset.load(Path(record.cache))
+    return prepare(dataset or record.dataset, source if source is not None else record.source,
+                   image_size=record.prepare_size, cache_dir=cache_dir or record.cache_dir, progress=False)
 
 
 def class_mapping(run_ids: list[str], data_ids: list[str], where: str) -> np.ndarray:
@@ -38,25 +36,14 @@ def class_mapping(run_ids: list[str], data_ids: list[str], where: str) -> np.nda
     return np.array([index[c] for c in data_ids], dtype=np.int64)
 
 
-def resolve_split(ds, split: str, run_cfg: dict):
-    """val -> the dataset's val split (its test where it has none); holdout -> the run's holdout."""
-    if split == "holdout":
-        d, t = run_cfg.get("data", {}), run_cfg.get("train", {})
-        if not d.get("holdout"):
-            raise TinyVisionError("this run did not hold out part of train (data.holdout is 0)")
-        return ds.holdout(d["holdout"], seed=t.get("seed", 0))[1]
-    name = ds.val_split if split == "val" and "val" not in ds.split_names else split
-    return ds.split(name)
-
-
 def evaluate_run(run_dir, split: str = "val", *, dataset: str | None = None, source: str | None = None,
                  checkpoint: str = "best", tta: str | None = None, device: str = "cpu", out_dir=None,
                  batch_size: int | None = None, gallery: int = 32) -> dict:
     """Evaluate a run's checkpoint and write the report files. Returns {'top1', 'top5', 'loss', 'n', ...}."""
     run_dir = Path(run_dir)
     lm = load_model(run_dir, checkpoint, device)
-    ds = open_dataset(lm, run_dir, dataset, source)
-    part = resolve_split(ds, split, read_config(run_dir))
+    ds = open_dataset(lm.record, dataset, source)
+    part = ds.eval_split(split, holdout=lm.record.holdout, seed=lm.record.split_seed)
     out = Path(out_dir) if out_dir else run_dir / "eval" / part.name
     return evaluate_loaded(lm, ds, part, out, tta=tta, batch_size=batch_size, gallery=gallery)
 
@@ -68,8 +55,8 @@ def evaluate_pretrained(model_name: str, weights: str, dataset: str, source: str
     logits restricted to the dataset's classes by wnid. A wrong weight port shows as near-chance."""
     from tinyvision.device import precision_name, resolve_channels_last, resolve_precision
     from tinyvision.models import create_model, get_entry
+    from tinyvision.models.summary import count_params
     from tinyvision.models.pretrained import imagenet_wnids, load_pretrained
-    from tinyvision.runs import LoadedModel
 
     ds = prepare(dataset, source, cache_dir=cache_dir, progress=False)
     index = {w: i for i, w in enumerate(imagenet_wnids())}
@@ -77,21 +64,21 @@ def evaluate_pretrained(model_name: str, weights: str, dataset: str, source: str
     if missing:
         raise TinyVisionError(f"{ds.name}: {len(missing)} of its classes are not ImageNet-1k wnids (e.g. "
                               f"{', '.join(missing[:3])}); zero-shot needs every class to be one")
-    get_entry(model_name)
+    norm = get_entry(model_name).normalization or {"mean": ds.mean, "std": ds.std}
     model = create_model(model_name, num_classes=1000, in_chans=3)
-    loaded = load_pretrained(model, weights)
-    norm = getattr(model, "pretrained_normalization", None) or getattr(model, "pretrained_cfg", {})
+    loaded = load_pretrained(model, weights, model_name=model_name)
     size = input_size or ds.image_size[0]
     dev = torch.device(device)
     amp = resolve_precision("auto", dev)
-    info = {"model": model_name, "class_ids": list(ds.class_ids), "class_names": list(ds.class_names),
-            "num_classes": ds.num_classes, "in_chans": 3, "image_size": size, "cache_size": ds.image_size[0],
-            "mean": list(norm.get("mean", ds.mean)), "std": list(norm.get("std", ds.std)),
-            "precision": precision_name(amp),
-            "channels_last": resolve_channels_last("auto", dev, amp), "eval_batch_size": 100}
+    record = RunRecord(dataset=ds.name, model=model_name, num_classes=ds.num_classes, in_chans=3,
+                       class_ids=list(ds.class_ids), class_names=list(ds.class_names), mean=list(norm["mean"]),
+                       std=list(norm["std"]), image_size=size, cache_size=ds.image_size[0],
+                       params=count_params(model), precision=precision_name(amp),
+                       channels_last=resolve_channels_last("auto", dev, amp), eval_batch_size=100,
+                       cache=str(ds.path), pretrained=loaded["source"], pretrained_head=loaded["head"])
     restricted = _Restrict(model, [index[c] for c in ds.class_ids]).to(dev).eval()
-    lm = LoadedModel(restricted, info, Path(loaded["source"]), 0, 0, "pretrained")
-    part = resolve_split(ds, split, {})
+    lm = LoadedModel(restricted, record, Path(loaded["source"]), 0, 0, "pretrained")
+    part = ds.eval_split(split)
     out = Path(out_dir) if out_dir else Path("runs") / f"zeroshot-{model_name}-{size}px" / "eval" / part.name
     res = evaluate_loaded(lm, ds, part, out, tta=tta, gallery=gallery)
     res.update({"model": model_name, "weights_file": loaded["source"], "input_size": size})
@@ -113,7 +100,7 @@ def evaluate_loaded(lm, ds, part, out: Path, tta: str | None = None, batch_size:
                     gallery: int = 32) -> dict:
     """The metrics and files for a loaded model on one split of a dataset."""
     out.mkdir(parents=True, exist_ok=True)
-    names = list(lm.info["class_names"])
+    names = list(lm.record.class_names)
     probs = predict_split(lm, part, ds.image_size[0], batch_size, tta)
     pred = probs.argmax(axis=1)
     files = _files(part)
@@ -121,12 +108,12 @@ def evaluate_loaded(lm, ds, part, out: Path, tta: str | None = None, batch_size:
               "weights": lm.weights, "tta": tta, "n": int(len(pred)), "out": str(out)}
 
     if not part.labeled:  # Tiny ImageNet's test: predictions only
-        _write_predictions(out / "predictions.csv", files, probs, lm.info, None)
+        _write_predictions(out / "predictions.csv", files, probs, lm.record, None)
         result["files"] = ["predictions.csv"]
         _write_json(out / "metrics.json", result)
         return result
 
-    mapping = class_mapping(lm.info["class_ids"], list(ds.class_ids), f"{ds.name} ({ds.path})")
+    mapping = class_mapping(lm.record.class_ids, list(ds.class_ids), f"{ds.name} ({ds.path})")
     y = mapping[part.targets]
     c = len(names)
     cm = M.confusion_matrix(y, pred, c)
@@ -137,7 +124,7 @@ def evaluate_loaded(lm, ds, part, out: Path, tta: str | None = None, batch_size:
                    "loss": M.nll(probs, y), "ece": cal["ece"], "macro_f1": report["macro avg"]["f1"],
                    "weighted_f1": report["weighted avg"]["f1"]})
 
-    _write_predictions(out / "predictions.csv", files, probs, lm.info, y)
+    _write_predictions(out / "predictions.csv", files, probs, lm.record, y)
     (out / "classification_report.txt").write_text(M.format_report(report, names) + "\n")
     _write_json(out / "classification_report.json", report)
     with open(out / "confusion_matrix.csv", "w", newline="") as f:
@@ -169,10 +156,10 @@ def _write_json(path: Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2))
 
 
-def _write_predictions(path: Path, files, probs, info, y, k: int = 5) -> None:
+def _write_predictions(path: Path, files, probs, record: RunRecord, y, k: int = 5) -> None:
     k = min(k, probs.shape[1])
     top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    ids, names = info["class_ids"], info["class_names"]
+    ids, names = record.class_ids, record.class_names
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         head = ["file"] + (["true_id", "true_name"] if y is not None else [])

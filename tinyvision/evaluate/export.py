@@ -14,7 +14,8 @@ import torch
 
 from tinyvision.atomic import replacing, write_text
 from tinyvision.errors import TinyVisionError
-from tinyvision.runs import load_model
+from tinyvision.models.outputs import main_output
+from tinyvision.runs import RunRecord, load_model
 
 ONNX_TOLERANCE = 1e-4  # max abs difference of logits, fp32
 
@@ -27,18 +28,17 @@ class _Logits(torch.nn.Module):
         self.model = model
 
     def forward(self, x):
-        out = self.model(x)
-        return out[0] if isinstance(out, (tuple, list)) else out
+        return main_output(self.model(x))
 
 
-def sample_batch(info: dict, n: int = 8, batch: np.ndarray | None = None) -> torch.Tensor:
+def sample_batch(record: RunRecord, n: int = 8, batch: np.ndarray | None = None) -> torch.Tensor:
     """A real batch when given (uint8 NHWC at the model's input size), else seeded noise; normalized."""
-    size, c = int(info["image_size"]), int(info["in_chans"])
+    size, c = record.image_size, record.in_chans
     if batch is None:
         batch = np.random.default_rng(0).integers(0, 256, (n, size, size, c), dtype=np.uint8)
     x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float() / 255
-    mean = torch.tensor(info["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(info["std"]).view(1, -1, 1, 1)
+    mean = torch.tensor(record.mean).view(1, -1, 1, 1)
+    std = torch.tensor(record.std).view(1, -1, 1, 1)
     return (x - mean) / std
 
 
@@ -48,11 +48,11 @@ def export_run(run_dir, fmt: str, out, checkpoint: str = "best", batch: np.ndarr
         raise TinyVisionError(f"export format {fmt!r}: choose onnx or torchscript")
     lm = load_model(run_dir, checkpoint, "cpu")
     model = _Logits(lm.model).eval()
-    x = sample_batch(lm.info, batch=batch)
+    r = lm.record
+    x = sample_batch(r, batch=batch)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"file": str(out), "format": fmt, "input": [None, int(lm.info["in_chans"]), lm.info["image_size"],
-                                                         lm.info["image_size"]]}
+    result = {"file": str(out), "format": fmt, "input": [None, r.in_chans, r.image_size, r.image_size]}
     with torch.no_grad():
         expected = model(x).numpy()
     with replacing(out) as tmp:  # kept only once it has been checked
@@ -71,7 +71,7 @@ def export_run(run_dir, fmt: str, out, checkpoint: str = "best", batch: np.ndarr
             diff = float(np.abs(scripted(x).detach().numpy() - expected).max())
             scripted.save(str(tmp))
         result["max_abs_diff"] = diff
-    meta = {k: lm.info[k] for k in ("class_ids", "class_names", "mean", "std", "image_size", "in_chans", "model")}
+    meta = {k: getattr(r, k) for k in ("class_ids", "class_names", "mean", "std", "image_size", "in_chans", "model")}
     meta["input"] = "float32 NCHW, (pixels / 255 - mean) / std"
     write_text(out.with_name(out.name + ".json"), json.dumps(meta, indent=2))
     result["metadata"] = str(out.with_name(out.name + ".json"))

@@ -11,22 +11,16 @@ import numpy as np
 import torch
 
 from tinyvision.data.augment import build_augment
-from tinyvision.data.decode import decode_bytes
+from tinyvision.data.decode import IMAGE_EXTENSIONS, decode_bytes
 from tinyvision.data.loader import BatchLoader
 from tinyvision.device import precision_dtype
-from tinyvision.runs import LoadedModel
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-
-
-def eval_transform(info: dict, cached_size: int):
-    size = info["image_size"]
-    return build_augment("none", info["mean"], info["std"], cached_size, size if size != cached_size else None)
+from tinyvision.models.outputs import main_output
+from tinyvision.runs import LoadedModel, RunRecord
 
 
-def amp_dtype_for(info: dict) -> torch.dtype | None:
-    """The run's own precision, so that eval reproduces the numbers its training reported."""
-    return precision_dtype(info.get("precision", "fp32"))
+def eval_transform(record: RunRecord, cached_size: int):
+    size = record.image_size
+    return build_augment("none", record.mean, record.std, cached_size, size if size != cached_size else None)
 
 
 @torch.no_grad()
@@ -36,8 +30,8 @@ def predict_batches(lm: LoadedModel, batches, tta: str | None = None, amp: bool 
     tta="flip" averages the probabilities of each image and its mirror image."""
     model = lm.model
     device = next(model.parameters()).device
-    dtype = amp_dtype_for(lm.info) if amp else None
-    fmt = torch.channels_last if lm.info.get("channels_last") else torch.contiguous_format
+    dtype = precision_dtype(lm.record.precision) if amp else None  # the run's own, to reproduce its numbers
+    fmt = torch.channels_last if lm.record.channels_last else torch.contiguous_format
     model.to(memory_format=fmt)  # as in training: the layout changes oneDNN's kernels, hence the last bits
     out = []
     for x in batches:
@@ -46,20 +40,19 @@ def predict_batches(lm: LoadedModel, batches, tta: str | None = None, amp: bool 
         p = 0
         for v in views:
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(v)
-            logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+                logits = main_output(model(v))
             p = p + torch.softmax(logits.float(), dim=1)
         out.append((p / len(views)).cpu().numpy())
-    n_classes = len(lm.info["class_ids"])
+    n_classes = lm.record.num_classes
     return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
 
 
 def predict_split(lm: LoadedModel, split, cached_size: int, batch_size: int | None = None,
                   tta: str | None = None) -> np.ndarray:
     device = next(lm.model.parameters()).device
-    batch_size = batch_size or int(lm.info.get("eval_batch_size", 500))
+    batch_size = batch_size or lm.record.eval_batch_size
     loader = BatchLoader(split, batch_size, shuffle=False, drop_last=False, device=device,
-                         transform=eval_transform(lm.info, cached_size))
+                         transform=eval_transform(lm.record, cached_size))
     return predict_batches(lm, (x for x, _ in loader), tta)
 
 
@@ -68,7 +61,7 @@ def expand_paths(paths) -> list[Path]:
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            out += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS)
         else:
             out.append(p)
     return out
@@ -76,9 +69,8 @@ def expand_paths(paths) -> list[Path]:
 
 def predict_files(lm: LoadedModel, paths, batch_size: int = 64, tta: str | None = None):
     """(probabilities for the readable files, their paths, {path: error} for the others)."""
-    cached = int(lm.info.get("cache_size", lm.info["image_size"]))
-    channels = int(lm.info["in_chans"])
-    transform = eval_transform(lm.info, cached)
+    cached, channels = lm.record.cache_size, lm.record.in_chans
+    transform = eval_transform(lm.record, cached)
     arrays, ok, bad = [], [], {}
     for p in expand_paths(paths):
         try:

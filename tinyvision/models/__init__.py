@@ -3,7 +3,7 @@
     from tinyvision.models import create_model, list_models
     model = create_model("seed002-net1", num_classes=200, in_chans=3)
 """
-from tinyvision.models import efficientnet_lite, googlenet, mobilenetv2, quicknet, resnet, seed000, seed001, seed002, seed004, vgg  # noqa: F401
+from tinyvision.models import efficientnet_lite, googlenet, mobilenetv2, quicknet, reproductions, resnet, vgg  # noqa: F401
 from tinyvision.models.registry import create_model, get_entry, list_models, register_model
 from tinyvision.models.summary import summarize
 

@@ -11,21 +11,18 @@ import timm
 
 from tinyvision.models.registry import register_model
 
-# Per variant: timm architecture and the resolution its ImageNet weights were trained at.
-VARIANTS = {"efficientnet_lite0": ("tf_efficientnet_lite0", 224), "efficientnet_lite1": ("tf_efficientnet_lite1", 240),
-            "efficientnet_lite2": ("tf_efficientnet_lite2", 260)}
+VARIANTS = {f"efficientnet_lite{i}": f"tf_efficientnet_lite{i}" for i in range(3)}  # ours -> timm's
 NORMALIZATION = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
 
 
 def _builder(timm_name: str):
     def build(num_classes=1000, in_chans=3, drop_rate: float = 0.2, **kw):
-        model = timm.create_model(timm_name, pretrained=False, num_classes=num_classes, in_chans=in_chans,
-                                  drop_rate=drop_rate, **kw)
-        model.pretrained_normalization = NORMALIZATION
-        return model
+        return timm.create_model(timm_name, pretrained=False, num_classes=num_classes, in_chans=in_chans,
+                                 drop_rate=drop_rate, **kw)
 
     return build
 
 
-for _name, (_timm, _size) in VARIANTS.items():
-    register_model(_name, min_size=32, family="efficientnet_lite", in_chans=(3,))(_builder(_timm))
+for _name, _timm in VARIANTS.items():
+    register_model(_name, min_size=32, family="efficientnet_lite", in_chans=(3,), normalization=NORMALIZATION,
+                   timm_arch=_timm)(_builder(_timm))

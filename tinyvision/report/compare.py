@@ -1,6 +1,6 @@
 """`tinyvision compare RUN_DIR... --out report.html`: one self-contained page comparing runs.
 
-Reads only run dirs (metrics.jsonl, summary.json, config.yaml, a checkpoint for MACs), so it
+Reads only run dirs (metrics.jsonl, summary.json, config.yaml, run.json), so it
 works on finished runs, runs still in progress, and runs of different datasets (one section per
 dataset). Figures are PNG files beside the page and embedded in it as data URIs.
 """
@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from tinyvision.atomic import write_text  # noqa: E402
 from tinyvision.errors import TinyVisionError  # noqa: E402
-from tinyvision.runs import load_model, read_config, read_metrics, read_summary  # noqa: E402
+from tinyvision.runs import read_config, read_metrics, read_record, read_summary  # noqa: E402
 
 
 def overfit_epoch(epochs: list[dict]) -> int | None:
@@ -36,37 +36,28 @@ def overfit_epoch(epochs: list[dict]) -> int | None:
     return None
 
 
-def _macs(run_dir: Path) -> int | None:
-    from tinyvision.models import summarize
-
-    try:
-        lm = load_model(run_dir, "last")
-    except TinyVisionError:
-        return None
-    return summarize(lm.model, int(lm.info["image_size"]), int(lm.info["in_chans"]))["macs"]
-
-
-def load_record(run_dir) -> dict:
+def run_row(run_dir) -> dict:
+    """One run as the page shows it: its curves, its best and final figures, its cost."""
     d = Path(run_dir)
-    cfg, summary, metrics = read_config(d), read_summary(d), read_metrics(d)
+    cfg, summary, metrics, record = read_config(d), read_summary(d), read_metrics(d), read_record(d)
     epochs = [m for m in metrics if m.get("type") == "epoch"]
     steps = [m for m in metrics if m.get("type") == "step"]
     data = cfg.get("data", {})
     best = max(epochs, key=lambda e: e["val_top1"]) if epochs else None
     total = cfg.get("train", {}).get("epochs")
     return {
-        "dir": d, "label": d.name, "dataset": (summary or {}).get("dataset") or data.get("name", "?"),
-        "model": (summary or {}).get("model") or cfg.get("model", {}).get("name", "?"),
+        "dir": d, "label": d.name, "dataset": record.dataset if record else data.get("name", "?"),
+        "model": record.model if record else cfg.get("model", {}).get("name", "?"),
         "status": "finished" if summary else (f"in progress ({len(epochs)}/{total} epochs)" if epochs else "starting"),
         "epochs": epochs, "steps": steps, "summary": summary,
-        "params": (summary or {}).get("params"), "macs": _macs(d),
+        "params": record.params if record else None, "macs": record.macs if record else None,
         "best_top1": best["val_top1"] if best else None, "best_top5": best["val_top5"] if best else None,
         "best_epoch": best["epoch"] if best else None,
         "final_top1": epochs[-1]["val_top1"] if epochs else None, "final_top5": epochs[-1]["val_top5"] if epochs else None,
         "wall_time_s": (summary or {}).get("wall_time_s") or sum(e["seconds"] for e in epochs),
         "images_per_s": (summary or {}).get("images_per_s") or (epochs[-1]["images_per_s"] if epochs else None),
         "overfit_epoch": overfit_epoch(epochs),
-        "val_split": (summary or {}).get("val_split", data.get("val_split") or "val"),
+        "val_split": record.val_split if record else data.get("val_split") or "val",
     }
 
 
@@ -129,7 +120,7 @@ def compare_runs(run_dirs, out) -> dict:
     """Write the HTML page (and its PNGs beside it). Returns {'html', 'images', 'groups'}."""
     if not run_dirs:
         raise TinyVisionError("compare needs at least one run dir")
-    records = [load_record(d) for d in run_dirs]
+    records = [run_row(d) for d in run_dirs]
     names = [r["label"] for r in records]
     for r in records:  # same dir name in different places (seed0, seed0): say which
         if names.count(r["label"]) > 1:

@@ -35,13 +35,12 @@ def parse_budget(text: str) -> tuple[float | None, int | None]:
 
 class Budget:
     def __init__(self, seconds: float | None = None, trials: int | None = None, spent: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic, safety: float = 1.0):
+                 clock: Callable[[], float] = time.monotonic):
         if seconds is None and trials is None:
             raise TinyVisionError("a budget needs seconds or a number of trials")
         self.seconds, self.trials = seconds, trials
         self.clock = clock
         self.t0 = clock() - spent  # `spent`: seconds used by earlier runs of the same search
-        self.safety = safety  # multiplies the expected cost
 
     def elapsed(self) -> float:
         return self.clock() - self.t0
@@ -67,7 +66,7 @@ class Budget:
         if self.seconds is None:
             return True, ""
         left = self.time_left()
-        need = self.expected_cost(durations) * self.safety
+        need = self.expected_cost(durations)
         if left <= 0:
             return False, "time is up"
         if need > left:

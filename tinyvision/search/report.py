@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 
 from tinyvision.atomic import write_text  # noqa: E402
+from tinyvision.errors import TinyVisionError  # noqa: E402
+from tinyvision.runs import read_record  # noqa: E402
 from tinyvision.search.study import open_study, summary_of  # noqa: E402
 
 
@@ -44,6 +46,14 @@ def _plots(study: optuna.Study, out: Path, stem: str) -> list[Path]:
     return figs
 
 
+def _record(run_dir):
+    """The trial's run record (its model's size and cost), or None before the trial wrote one."""
+    try:
+        return read_record(run_dir) if run_dir else None
+    except TinyVisionError:
+        return None
+
+
 def search_report(study_dir, out=None, storage: str | None = None) -> dict:
     study_dir = Path(study_dir)
     study = open_study(study_dir, storage)
@@ -54,12 +64,14 @@ def search_report(study_dir, out=None, storage: str | None = None) -> dict:
     order = sorted(study.trials, key=lambda t: (t.value is None, -(t.value or 0.0), t.number))
     for t in order:
         secs = t.user_attrs.get("seconds")
+        rec = _record(t.user_attrs.get("run_dir"))
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in (
             t.number, html.escape(t.state.name.lower()) + (f" ({html.escape(t.user_attrs['stopped'])})"
                                                             if "stopped" in t.user_attrs else ""),
             "–" if t.value is None else f"{t.value:.4f}",
             max(t.intermediate_values) if t.intermediate_values else "–",
             "–" if secs is None else f"{secs:.0f} s",
+            "–" if rec is None else f"{html.escape(rec.model)} ({rec.params / 1e6:.2f} M, {rec.macs / 1e6:,.0f} M MACs)",
             html.escape(json.dumps(t.user_attrs.get("overrides", t.params))),
             html.escape(t.user_attrs.get("run_dir", "")))) + "</tr>")
     s = summary_of(study)
@@ -77,7 +89,7 @@ th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; }} th {{ background: #f
 {s['elapsed_s'] / 60:.1f} minutes. Values: top-1 on the holdout split of train.
 Best: {'none yet' if best is None else f"trial {best['number']}, {best['value']:.4f}"}.</p>
 <table><thead><tr><th>trial</th><th>state</th><th>holdout top-1</th><th>epochs reported</th><th>time</th>
-<th>params</th><th>run dir</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
+<th>model (parameters, MACs)</th><th>hyperparameters</th><th>run dir</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
 <div class="figs">{imgs}</div>
 <script>
 window.addEventListener("load", function () {{

@@ -92,7 +92,7 @@ class Search:
     def __init__(self, space: Space, budget: Budget, out: Path, study: optuna.Study, base: dict, log=print):
         self.space, self.budget, self.out, self.study, self.base, self.log = space, budget, Path(out), study, base, log
         self.me = worker_id()
-        self._beat = 0.0
+        self._beat = float("-inf")
 
     # ---------------------------------------------------------------- bookkeeping
     def durations(self) -> list[float]:
@@ -104,9 +104,12 @@ class Search:
         self.study.set_user_attr("elapsed_s", max(prev, self.budget.elapsed()))
 
     def _heartbeat(self, trial, force=False) -> None:
-        now = time.time()
+        # When to beat is decided on the budget's clock, the one clock that steers the search (so an
+        # injected clock alone decides what happens); the stamp written is wall time, which other
+        # hosts compare with theirs to tell a live worker from a dead one.
+        now = self.budget.clock()
         if force or now - self._beat > HEARTBEAT_S:
-            trial.set_user_attr("heartbeat", now)
+            trial.set_user_attr("heartbeat", time.time())
             self._spent()
             self._beat = now
 
@@ -148,12 +151,12 @@ class Search:
             self._heartbeat(trial)
             return self.budget.expired()
 
-        t0 = time.perf_counter()
+        t0 = self.budget.clock()
         try:
             summary = fit(cfg, resume=(run_dir / "config.yaml").exists(), hooks=FitHooks(epoch_end, should_stop))
         except Interrupted:  # the deadline: stopped mid-epoch, recorded as pruned
             trial.set_user_attr("stopped", "deadline")
-            trial.set_user_attr("seconds", time.perf_counter() - t0)
+            trial.set_user_attr("seconds", self.budget.clock() - t0)
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             self.log(f"trial {trial.number}: stopped at the deadline (pruned)")
             return
@@ -162,7 +165,7 @@ class Search:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self.log(f"trial {trial.number}: failed: {e}")
             return
-        trial.set_user_attr("seconds", summary["wall_time_s"])
+        trial.set_user_attr("seconds", self.budget.clock() - t0)  # this worker's part, on the budget's clock
         trial.set_user_attr("epochs", summary["epochs"])
         trial.set_user_attr("final_top1", summary["final"]["top1"])
         if summary["stopped"] == "pruned":

@@ -11,11 +11,10 @@ from collections import defaultdict
 import numpy as np
 
 from tinyvision.data.archive import Source
-from tinyvision.data.decode import decode_images
+from tinyvision.data.decode import IMAGE_EXTENSIONS, decode_images
 from tinyvision.data.readers import RawDataset, RawSplit
 from tinyvision.errors import TinyVisionError
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -29,8 +28,7 @@ def _common_root(names: list[str]) -> str:
     return ""
 
 
-def read_folder(source: Source, *, image_size=None, skip_bad=False, workers=None, progress=None,
-                channels: int = 3) -> RawDataset:
+def read_folder(source: Source, *, image_size=None, skip_bad=False, workers=None, progress=None) -> RawDataset:
     names = source.names()
     prefix = _common_root(names) if names else ""
     rel = [n[len(prefix):] for n in names]
@@ -56,7 +54,7 @@ def read_folder(source: Source, *, image_size=None, skip_bad=False, workers=None
                 continue
             split, cls = "train", parts[0]
         class_dirs[split].add(cls)
-        if r.lower().endswith(IMAGE_EXTS):
+        if r.lower().endswith(IMAGE_EXTENSIONS):
             by_split[split][cls].append(full)
     if "train" not in class_dirs:
         raise TinyVisionError(f"{source.path}: no class folders found (expected <class>/<image> or train/<class>/<image>)")
@@ -76,7 +74,7 @@ def read_folder(source: Source, *, image_size=None, skip_bad=False, workers=None
             continue
         files = [f for c in sorted(by_split[split]) for f in sorted(by_split[split][c])]
         labels = np.asarray([index[c] for c in sorted(by_split[split]) for _ in by_split[split][c]], dtype=np.int64)
-        imgs, keep, bad = decode_images(source, files, channels=channels, size=image_size, skip_bad=skip_bad,
+        imgs, keep, bad = decode_images(source, files, channels=3, size=image_size, skip_bad=skip_bad,
                                         workers=workers, progress=progress)
         skipped += bad
         splits[split] = RawSplit(images=imgs, labels=labels[keep], files=[f for f, k in zip(files, keep) if k])

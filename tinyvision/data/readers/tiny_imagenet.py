@@ -14,11 +14,10 @@ import posixpath
 import numpy as np
 
 from tinyvision.data.archive import Source
-from tinyvision.data.decode import decode_images
+from tinyvision.data.decode import IMAGE_EXTENSIONS, decode_images
 from tinyvision.data.readers import RawDataset, RawSplit
 from tinyvision.errors import TinyVisionError
 
-IMAGE_EXTS = (".jpeg", ".jpg", ".png")
 
 
 def _text(source: Source, name: str) -> list[str]:
@@ -73,7 +72,7 @@ def read_tiny_imagenet(source: Source, *, image_size=None, skip_bad=False, worke
     member_set = set(all_names)
 
     def images_under(prefix: str) -> list[str]:
-        return sorted(n for n in all_names if n.startswith(prefix) and n.lower().endswith(IMAGE_EXTS))
+        return sorted(n for n in all_names if n.startswith(prefix) and n.lower().endswith(IMAGE_EXTENSIONS))
 
     # --- train: one folder per wnid, with a boxes file each
     train_files, train_labels, train_boxes = [], [], []
@@ -88,7 +87,7 @@ def read_tiny_imagenet(source: Source, *, image_size=None, skip_bad=False, worke
             train_files.append(f)
             train_labels.append(index[wnid])
             train_boxes.append(_box(b, source.display(boxes_name)) if b else [-1, -1, -1, -1])
-    stray = [n for n in all_names if n.startswith(join("train") + "/") and n.lower().endswith(IMAGE_EXTS)
+    stray = [n for n in all_names if n.startswith(join("train") + "/") and n.lower().endswith(IMAGE_EXTENSIONS)
              and n.split("/")[-3] not in index]  # .../train/<wnid>/images/<file>
     if stray:
         raise TinyVisionError(f"{source.display(stray[0])}: image of a class absent from {wnids_path}")

@@ -1,0 +1,462 @@
+"""fit(config) -> summary: the one wiring function, read top to bottom.
+
+device -> run dir -> data -> model -> optimizer and schedule -> loaders -> (resume) ->
+epochs of train_one_epoch + evaluate -> checkpoints, metrics, run record, summary.json.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from tinyvision.atomic import write_text
+from tinyvision.checkpoint import load_checkpoint, save_checkpoint
+from tinyvision.data import prepare
+from tinyvision.data.augment import build_augment
+from tinyvision.data.loader import BatchLoader, batch_generator
+from tinyvision.device import precision_name, resolve_channels_last, resolve_device, resolve_precision
+from tinyvision.engine.config import Config, save_config
+from tinyvision.engine.distributed import Dist, init_distributed, shutdown
+from tinyvision.engine.interrupt import Interrupted, StopSignals
+from tinyvision.engine.loop import autocast, evaluate, topk_correct, train_loss
+from tinyvision.engine.mixing import mix_batch
+from tinyvision.engine.monitor import Monitor
+from tinyvision.engine.optim import Schedule, build_optimizer
+from tinyvision.engine.rng import rng_state, set_rng_state
+from tinyvision.engine.runlog import Meter, RunLog
+from tinyvision.engine.transfer import (HeadOnly, depth_groups, feature_splits, freeze_batchnorm,
+                                        param_groups_by_depth, set_trainable, trainable_depth)
+from tinyvision.errors import TinyVisionError
+from tinyvision.models import create_model, summarize
+from tinyvision.models.pretrained import load_pretrained
+from tinyvision.models.registry import get_entry
+from tinyvision.runs import RunRecord, claim_run_dir, default_run_dir, write_record
+
+MIX_STREAM = 1 << 20  # offsets the rank in batch_generator: mixing draws apart from augmentation
+
+__all__ = ["FitHooks", "Interrupted", "fit", "train_one_epoch"]
+
+
+@dataclass
+class FitHooks:
+    """Callbacks for a caller that steers training (the search): both optional."""
+
+    epoch_end: Callable[[int, dict], bool] | None = None  # (epochs done, val metrics) -> False to stop (pruned)
+    should_stop: Callable[[], bool] | None = None  # polled every step: True writes last.pt, raises Interrupted
+
+
+# ----------------------------------------------------------------- set-up steps
+def setup_device(t, dist: Dist) -> tuple[torch.device, torch.dtype | None, bool]:
+    """(device, autocast dtype or None, channels_last) as train.* asks, threads set on CPU."""
+    device = resolve_device(t.device, dist.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    else:
+        per_process = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
+        torch.set_num_threads(t.threads or max(1, per_process))
+    amp_dtype = resolve_precision(t.precision, device)
+    return device, amp_dtype, resolve_channels_last(t.channels_last, device, amp_dtype)
+
+
+def check_input_size(name: str, size: int) -> None:
+    entry = get_entry(name)
+    if entry.input_sizes and size not in entry.input_sizes:
+        sizes = ", ".join(map(str, entry.input_sizes))
+        raise TinyVisionError(f"model {name} takes {sizes} px inputs, the data gives {size} px; "
+                              f"set augment.size={entry.input_sizes[0]} or data.image_size={entry.input_sizes[0]}")
+    if size < entry.min_size:
+        raise TinyVisionError(f"model {name} needs inputs of at least {entry.min_size} px, the data gives {size} px")
+
+
+def normalization(model_name: str, ds, tr) -> tuple[tuple, tuple]:
+    """The dataset's mean/std, or the pretrained backbone's own (what its weights expect)."""
+    if tr.normalize == "dataset" or (tr.normalize == "auto" and not tr.pretrained):
+        return tuple(ds.mean), tuple(ds.std)
+    norm = get_entry(model_name).normalization
+    if not norm:
+        raise TinyVisionError(f"model {model_name} does not say how its weights normalize inputs; "
+                              "set transfer.normalize=dataset")
+    return tuple(norm["mean"]), tuple(norm["std"])
+
+
+def load_data(cfg: Config, dist: Dist):
+    """The dataset (rank 0 builds the cache, the others then read it) and the run's splits."""
+    if not dist.main:
+        dist.barrier()
+    ds = prepare(cfg.data.name, cfg.data.source, image_size=cfg.data.image_size, cache_dir=cfg.data.cache_dir,
+                 progress=dist.main and not cfg.output.quiet)
+    if dist.main:
+        dist.barrier()
+    d = cfg.data
+    return ds, ds.training_splits(holdout=d.holdout, val_split=d.val_split, seed=cfg.train.seed,
+                                  limit_train=d.limit_train)
+
+
+# ----------------------------------------------------------------- the run
+@dataclass
+class Run:
+    """Everything one training process holds. `checkpoint()` turns it into plain data."""
+
+    cfg: Config
+    run_dir: Path
+    dist: Dist
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    model: nn.Module  # the plain module: what is saved and evaluated
+    train_model: nn.Module  # what steps: model, maybe compiled, maybe DDP-wrapped
+    ema: object | None
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    scaler: torch.amp.GradScaler
+    train_loader: BatchLoader
+    val_loader: BatchLoader
+    log: RunLog
+    record: RunRecord
+    monitor: Monitor
+    started: float  # perf_counter() when this process began the run (this segment)
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    last_val: dict = field(default_factory=dict)
+    elapsed_before: float = 0.0  # wall seconds of earlier segments of this run (before resumes)
+    train_images: int = 0
+    train_seconds: float = 0.0
+    meter_sums: torch.Tensor | None = None  # the epoch's running train sums (Meter.state), for mid-epoch resume
+    trainable: set | None = None  # names of the parameters this epoch trains (None: all)
+    hooks: FitHooks = field(default_factory=FitHooks)
+    signals: StopSignals | None = None
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def elapsed(self) -> float:
+        """Wall seconds of the whole run so far, over all its segments."""
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def checkpoint(self, meter: Meter | None) -> dict:
+        ckpt = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "loader": self.train_loader.state_dict(),
+            "rng": rng_state(),
+            "config": self.cfg.to_dict(),
+            "meter": meter.state() if meter is not None else None,
+            "progress": {**self.monitor.state_dict(), "last_val": self.last_val, "elapsed": self.elapsed(),
+                         "train_images": self.train_images, "train_seconds": self.train_seconds,
+                         "log_offset": self.log.offset()},
+            "record": self.record.to_dict(),
+        }
+        if self.ema is not None:
+            ckpt["ema"] = self.ema.module.state_dict()
+        return ckpt
+
+    def save(self, names: tuple[str, ...], meter: Meter | None = None) -> None:
+        if self.dist.main:
+            ckpt = self.checkpoint(meter)
+            for name in names:
+                save_checkpoint(ckpt, self.ckpt_dir / f"{name}.pt")
+
+    def restore(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        if self.ema is not None and "ema" in ckpt:
+            self.ema.module.load_state_dict(ckpt["ema"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.train_loader.load_state_dict(ckpt["loader"])
+        self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
+        p = ckpt["progress"]
+        self.monitor.load_state_dict(p)
+        self.last_val = p["last_val"]
+        self.elapsed_before, self.train_images, self.train_seconds = p["elapsed"], p["train_images"], p["train_seconds"]
+        self.meter_sums = ckpt["meter"]
+        set_rng_state(ckpt["rng"])
+
+    def stop_requested(self) -> bool:
+        """A signal arrived or the caller asks to stop, on any rank."""
+        asked = self.hooks.should_stop is not None and self.hooks.should_stop()
+        signalled = self.signals is not None and self.signals.signum is not None
+        return self.dist.any(signalled or asked, self.device)
+
+
+# ----------------------------------------------------------------- one epoch
+def _check_finite(run: Run, loss: torch.Tensor) -> None:
+    bad = run.dist.any(not bool(torch.isfinite(loss.detach()).item()), run.device)
+    if bad:
+        last = run.ckpt_dir / "last.pt"
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint had been written yet"
+        raise TinyVisionError(f"loss became {loss.item()} at step {run.step} (epoch {run.epoch + 1}); run stopped, "
+                              f"{kept}. Try a lower optim.lr, optim.grad_clip=1.0 or train.precision=fp32")
+
+
+def train_one_epoch(run: Run) -> dict:
+    """Train until the loader's epoch ends; checkpoints every `checkpoint_every` steps and on a signal."""
+    cfg, loader, model = run.cfg, run.train_loader, run.train_model
+    o, t = cfg.optim, cfg.train
+    model.train()
+    if run.trainable is not None or cfg.transfer.freeze_bn:  # frozen groups keep their statistics
+        frozen = None if cfg.transfer.freeze_bn else {n for n, _ in run.model.named_parameters()} - run.trainable
+        freeze_batchnorm(run.model, frozen)
+    meter = Meter(run.device)
+    if run.meter_sums is not None:  # resumed mid-epoch: carry on the epoch's running sums
+        meter.load_state(run.meter_sums)
+        run.meter_sums = None
+    run.log.start_epoch(run.epoch, t.epochs, len(loader), loader.batch_index)
+    mixing = o.mixup > 0 or o.cutmix > 0
+    check_every = 1 if run.device.type == "cpu" else t.log_every  # a host sync per step is free on CPU only
+    t_window, t_start, images = time.perf_counter(), time.perf_counter(), 0
+    for x, y in loader:
+        soft = None
+        if mixing:
+            g = batch_generator(x.device, t.seed, loader.epoch, loader.batch_index - 1, run.dist.rank + MIX_STREAM)
+            x, soft = mix_batch(x, y, run.record.num_classes, g, o.mixup, o.cutmix, o.mix_switch_prob,
+                                o.label_smoothing)
+        with autocast(run.device, run.amp_dtype):
+            loss, logits = train_loss(model(x), y, soft, o.label_smoothing, cfg.model.aux_weight)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        if o.grad_clip > 0:
+            run.scaler.unscale_(run.optimizer)
+            nn.utils.clip_grad_norm_(run.model.parameters(), o.grad_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.schedule.step()
+        run.step += 1
+        if run.ema is not None:
+            run.ema.update(run.model, step=run.step)
+        meter.add(loss, topk_correct(logits.detach(), y, (1,))[0], len(y))
+        images += len(y)
+        saving = t.checkpoint_every > 0 and run.step % t.checkpoint_every == 0
+        logging_now = run.step % t.log_every == 0
+        if saving or logging_now or run.step % check_every == 0:
+            _check_finite(run, loss)
+        if logging_now:
+            now = time.perf_counter()
+            window = meter.since_last_read()
+            rate = window["n"] * run.dist.world_size / max(now - t_window, 1e-9)
+            t_window = now
+            run.log.write({"type": "step", "step": run.step, "epoch": run.epoch + loader.batch_index / len(loader),
+                           "train_loss": window["loss"], "lr": run.schedule.lr, "images_per_s": rate}, "train")
+            run.log.progress(1, loss=window["loss"], acc=meter.read()["top1"], lr=run.schedule.lr, img_s=round(rate))
+        else:
+            run.log.progress(1)
+        if saving:
+            run.save(("last",), meter)
+        if run.stop_requested():
+            run.train_images += images * run.dist.world_size
+            run.train_seconds += time.perf_counter() - t_start
+            run.save(("last",), meter)
+            raise Interrupted(run.signals.signum if run.signals else None, run.run_dir, run.step)
+    seconds = time.perf_counter() - t_start
+    run.train_images += images * run.dist.world_size
+    run.train_seconds += seconds
+    stats = meter.read()
+    if run.dist.enabled:  # the epoch's train loss / accuracy over all ranks
+        sums = run.dist.sum(meter.sums.clone()).tolist()
+        stats = {"loss": sums[0] / max(sums[2], 1), "top1": sums[1] / max(sums[2], 1), "n": int(sums[2])}
+    stats["images_per_s"] = images * run.dist.world_size / max(seconds, 1e-9)
+    return stats
+
+
+def train_epochs(run: Run, head_model: nn.Module | None) -> str:
+    """Epochs until the config's count, early stopping or the caller's pruning; returns how it ended."""
+    cfg, log, monitor = run.cfg, run.log, run.monitor
+    t, tr = cfg.train, cfg.transfer
+    while run.epoch < t.epochs:
+        t_epoch = time.perf_counter()
+        if run.train_loader.epoch != run.epoch:
+            run.train_loader.set_epoch(run.epoch)
+        if tr.mode != "full":
+            depth = trainable_depth(run.epoch, tr.unfreeze, tr.mode, len(depth_groups(run.model)))
+            run.trainable = set(set_trainable(run.model, depth))
+        train = train_one_epoch(run)
+        eval_model = run.ema.module if run.ema is not None else run.model
+        if head_model is not None:
+            eval_model = HeadOnly(eval_model)
+        val = evaluate(eval_model, run.val_loader, run.amp_dtype, run.dist)
+        run.epoch += 1
+        run.last_val = {"top1": val["top1"], "top5": val["top5"], "loss": val["loss"], "n": val["n"], "epoch": run.epoch}
+        run.schedule.epoch_end(monitor.value(val))
+        improved = monitor.update(run.epoch, run.last_val)
+        seconds = time.perf_counter() - t_epoch
+        log.write({"type": "epoch", "step": run.step, "epoch": run.epoch, "train_loss": train["loss"],
+                   "train_top1": train["top1"], "val_loss": val["loss"], "val_top1": val["top1"],
+                   "val_top5": val["top5"], "lr": run.schedule.lr, "images_per_s": train["images_per_s"],
+                   "seconds": seconds}, "epoch")
+        log.end_epoch(f"epoch {run.epoch}/{t.epochs}  train loss {train['loss']:.4f} acc {train['top1']:.4f}  "
+                      f"{run.record.val_split} loss {val['loss']:.4f} top1 {val['top1']:.4f} top5 {val['top5']:.4f}  "
+                      f"{train['images_per_s']:.0f} img/s  {seconds:.1f}s")
+        run.save(("last", "best") if improved else ("last",))
+        if run.hooks.epoch_end is not None and not run.hooks.epoch_end(run.epoch, dict(run.last_val)):
+            log.print(f"stopped after epoch {run.epoch} by the caller (pruned)")
+            return "pruned"
+        if monitor.exhausted:
+            log.print(f"early stop: no {monitor.metric} improvement for {monitor.bad_epochs} epochs "
+                      f"(best at epoch {monitor.best_epoch})")
+            return "early-stopped"
+    return "completed"
+
+
+# ----------------------------------------------------------------- the wiring
+def fit(cfg: Config, resume: bool = False, hooks: FitHooks | None = None) -> dict:
+    """Train as `cfg` says; with resume=True continue from RUN_DIR/checkpoints/last.pt.
+
+    Returns the summary (also written to RUN_DIR/summary.json by rank 0)."""
+    started = time.perf_counter()
+    cfg = copy.deepcopy(cfg).validate()  # fit fills in output.dir; the caller's config stays as it was
+    dist = init_distributed("cuda" if resolve_device(cfg.train.device).type == "cuda" else "cpu")
+    try:
+        return _fit(cfg, resume, dist, hooks or FitHooks(), started)
+    finally:
+        shutdown(dist)
+
+
+def _fit(cfg: Config, resume: bool, dist: Dist, hooks: FitHooks, started: float) -> dict:
+    t = cfg.train
+    if cfg.transfer.mode == "gradual" and dist.enabled:
+        raise TinyVisionError("gradual unfreezing changes which parameters train, which DDP cannot follow; "
+                              "run it in one process, or use transfer.mode=full with transfer.lr_decay")
+    device, amp_dtype, channels_last = setup_device(t, dist)
+    run_dir, ckpt, resume = open_run_dir(cfg, resume, dist)
+    ds, (train_split, val_split, val_name) = load_data(cfg, dist)
+    model, record = build_model(cfg, ds, val_name, ckpt, amp_dtype, channels_last)
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    ema = None
+    if cfg.optim.ema > 0:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=cfg.optim.ema, use_warmup=True)
+    groups = None
+    if cfg.transfer.mode != "full" or cfg.transfer.lr_decay != 1.0:
+        groups = param_groups_by_depth(model, cfg.optim.weight_decay, cfg.optim.decay_norm_and_bias,
+                                       cfg.transfer.lr_decay)
+    optimizer = build_optimizer(model, cfg.optim, groups)
+    train_loader, val_loader, head_model = build_loaders(cfg, ds, model, record, train_split, val_split, device,
+                                                         amp_dtype, dist)
+    monitor = Monitor(t.monitor, t.early_stop_patience)
+    schedule = Schedule(optimizer, cfg.schedule, cfg.optim.lr, len(train_loader), t.epochs, monitor.mode)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+    train_model = head_model if head_model is not None else model
+    if t.compile:
+        train_model = torch.compile(train_model)
+    if dist.enabled:
+        train_model = nn.parallel.DistributedDataParallel(train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    log = RunLog(run_dir, enabled=dist.main, tensorboard=cfg.output.tensorboard, quiet=cfg.output.quiet,
+                 resume_offset=ckpt["progress"]["log_offset"] if ckpt else (0 if resume else None),  # no checkpoint: restart the log
+                 resume_step=ckpt["step"] if ckpt else 0)
+    run = Run(cfg, run_dir, dist, device, amp_dtype, model, train_model, ema, optimizer, schedule, scaler,
+              train_loader, val_loader, log, record, monitor, started, hooks=hooks)
+    if dist.main:
+        write_record(run_dir, record)
+    if ckpt:  # continued exactly where its last checkpoint left off
+        run.restore(ckpt)
+        log.print(f"resumed {run_dir} at epoch {run.epoch + 1}, step {run.step}")
+    else:
+        log.print(f"run {run_dir}: {cfg.model.name} ({record.params / 1e6:.2f}M params) on {ds.name} "
+                  f"({len(train_split)} train, {len(val_split)} {val_name}), {device}, {record.precision}"
+                  f"{', channels_last' if channels_last else ''}{f', {dist.world_size} processes' if dist.enabled else ''}")
+    try:
+        with StopSignals() as run.signals:  # a signal finishes the step, writes last.pt, then stops
+            stopped = train_epochs(run, head_model)
+    finally:
+        log.close()
+    return finish(run, stopped)
+
+
+def open_run_dir(cfg: Config, resume: bool, dist: Dist) -> tuple[Path, dict | None, bool]:
+    """(run dir, its last checkpoint or None, whether resuming): the dir claimed (never silently
+    overwritten, see runs.claim_run_dir) and the config saved in it."""
+    run_dir = Path(cfg.output.dir or default_run_dir(cfg.data.name, cfg.model.name))
+    cfg.output.dir = str(run_dir)
+    resume = claim_run_dir(run_dir, resume, cfg.output.if_exists)
+    last = run_dir / "checkpoints" / "last.pt"
+    ckpt = load_checkpoint(last) if resume and last.exists() else None
+    dist.barrier()  # every rank has looked before rank 0 writes
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    return run_dir, ckpt, resume
+
+
+def build_model(cfg: Config, ds, val_name: str, ckpt: dict | None, amp_dtype, channels_last: bool):
+    """(model on the CPU, the run's record). Pretrained weights are loaded for a fresh run; a
+    resumed one takes its weights from its checkpoint and keeps its record of where they came from."""
+    tr, t = cfg.transfer, cfg.train
+    size = cfg.augment.size or ds.image_size[0]
+    check_input_size(cfg.model.name, size)
+    torch.manual_seed(t.seed)
+    model = create_model(cfg.model.name, num_classes=ds.num_classes, in_chans=ds.channels, **cfg.model.kwargs)
+    loaded = {}
+    if tr.pretrained and ckpt is None:
+        loaded = load_pretrained(model, tr.pretrained, list(ds.class_ids), model_name=cfg.model.name)
+    elif ckpt is not None:
+        first = ckpt.get("record", {})
+        loaded = {"source": first.get("pretrained", ""), "head": first.get("pretrained_head", "")}
+    mean, std = normalization(cfg.model.name, ds, tr)
+    facts = summarize(model, size, ds.channels)
+    record = RunRecord(
+        dataset=ds.name, model=cfg.model.name, num_classes=ds.num_classes, in_chans=ds.channels,
+        class_ids=list(ds.class_ids), class_names=list(ds.class_names), mean=list(mean), std=list(std),
+        image_size=size, cache_size=ds.image_size[0], model_kwargs=cfg.model.kwargs, params=facts["params"],
+        macs=facts["macs"], precision=precision_name(amp_dtype), channels_last=channels_last,
+        eval_batch_size=t.eval_batch_size, val_split=val_name, holdout=cfg.data.holdout, split_seed=t.seed,
+        cache=str(ds.path), source=cfg.data.source, cache_dir=cfg.data.cache_dir, prepare_size=cfg.data.image_size,
+        pretrained=loaded.get("source", tr.pretrained), pretrained_head=loaded.get("head", ""))
+    return model, record
+
+
+def build_loaders(cfg: Config, ds, model, record: RunRecord, train_split, val_split, device, amp_dtype, dist):
+    """(train loader, val loader, head model or None): batches augmented on the device; in
+    transfer.mode=features the loaders yield the frozen backbone's cached features instead."""
+    t = cfg.train
+    eval_aug = build_augment("none", record.mean, record.std, ds.image_size[0], cfg.augment.size, record.channels_last)
+    head_model = None
+    if cfg.transfer.mode == "features":
+        # The frozen backbone runs once per image; its pooled features are cached beside the dataset
+        # and the epochs train the classifier alone on them, so an epoch costs seconds.
+        train_split, val_split, head_model = feature_splits(model, cfg, ds, train_split, val_split, eval_aug,
+                                                            device, amp_dtype, dist)
+        train_aug = val_aug = None
+    else:
+        train_aug = build_augment(cfg.augment.policy, record.mean, record.std, ds.image_size[0], cfg.augment.size,
+                                  record.channels_last)
+        val_aug = eval_aug
+    train_loader = BatchLoader(train_split, t.batch_size, shuffle=True, seed=t.seed, device=device, rank=dist.rank,
+                               world_size=dist.world_size, transform=train_aug, in_memory=cfg.data.in_memory)
+    if len(train_loader) == 0:
+        raise TinyVisionError(f"train split has {len(train_split)} images, fewer than one batch of {t.batch_size}"
+                              + (f" per process ({dist.world_size})" if dist.enabled else ""))
+    val_loader = BatchLoader(val_split, t.eval_batch_size, shuffle=False, drop_last=False, seed=t.seed,
+                             device=device, rank=dist.rank, world_size=dist.world_size, transform=val_aug)
+    return train_loader, val_loader, head_model
+
+
+def finish(run: Run, stopped: str) -> dict:
+    """The summary (RUN_DIR/summary.json, written by rank 0)."""
+    r, monitor = run.record, run.monitor
+    summary = {
+        "dataset": r.dataset, "model": r.model, "val_split": r.val_split,
+        "best": {**{k: monitor.best_val.get(k) for k in ("top1", "top5", "loss")}, "epoch": monitor.best_epoch},
+        "final": {k: run.last_val.get(k) for k in ("top1", "top5", "loss", "n")},
+        "epochs": run.epoch, "steps": run.step, "stopped": stopped,
+        "wall_time_s": run.elapsed(), "train_seconds": run.train_seconds,
+        "images_per_s": run.train_images / max(run.train_seconds, 1e-9),
+        "params": r.params, "monitor": monitor.metric, "ema": run.ema is not None,
+        "device": str(run.device), "precision": r.precision,
+        "world_size": run.dist.world_size, "run_dir": str(run.run_dir),
+    }
+    if run.dist.main:
+        write_text(run.run_dir / "summary.json", json.dumps(summary, indent=2))
+    run.dist.barrier()
+    return summary
