@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -23,7 +24,7 @@ BUILTIN_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 # The names the engine implements (engine/optim.py, engine/transfer.py, ...), in one place that
 # imports nothing heavy, so that the CLI offers exactly these and a typo fails when it is set.
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle", "time-decay", "plateau")
+SCHEDULES = ("constant", "step", "multistep", "cosine", "linear", "onecycle", "time-decay", "plateau")
 TRANSFER_MODES = ("full", "features", "gradual")
 CHOICES = {
     "data.name": tuple(DATASETS),
@@ -76,13 +77,13 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: str = "cosine"  # SCHEDULES: constant | step | multistep | cosine | onecycle | time-decay | plateau
+    name: str = "cosine"  # SCHEDULES: constant | step | multistep | cosine | linear | onecycle | time-decay | plateau
     warmup_epochs: float = 0.0  # linear warmup from lr * warmup_start over this many epochs
     warmup_start: float = 0.0  # warmup's starting factor of lr
     step_epochs: int = 30  # step: multiply by gamma every this many epochs
     milestones: list = field(default_factory=list)  # multistep: epochs at which to multiply by gamma
     gamma: float = 0.1  # step / multistep / plateau factor
-    min_lr: float = 0.0  # cosine: final learning rate
+    min_lr: float = 0.0  # cosine, linear: final learning rate
     decay: float = 0.0  # time-decay (Keras): lr / (1 + decay * step), step counted in batches
     pct_start: float = 0.25  # onecycle: share of the run spent rising
     div_factor: float = 25.0  # onecycle: start at lr / div_factor
@@ -108,7 +109,10 @@ class TransferConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
+    epochs: int = 10  # with time_budget: only a first guess, for the schedule's shape until the plan is made
+    time_budget: float = 0.0  # seconds (YAML/--set also take 60m, 1h30m) for training + its val passes,
+    # cache build excluded; the run measures its speed and fixes its steps and schedule to end on time. 0 = off
+    tta: bool = False  # val passes average each image's and its mirror image's probabilities
     batch_size: int = 128  # per process
     eval_batch_size: int = 500
     seed: int = 0  # model init, data order and augmentation
@@ -154,6 +158,8 @@ class Config:
         hint = typing.get_type_hints(type(sub))[name]
         if isinstance(value, str) and hint is not str:
             value = yaml.safe_load(value) if value.strip() else None
+        if key in DURATIONS and isinstance(value, str):
+            value = parse_duration(value, key)
         value = _coerce(key, value, hint)
         _check_choice(key, value)
         setattr(sub, name, value)
@@ -203,6 +209,18 @@ def _unknown(key: str) -> str:
         close = [k for k in keys if k.rpartition(".")[2] in difflib.get_close_matches(tail, [k.rpartition(".")[2] for k in keys], n=3)]
     hint = f"; did you mean {', '.join(close)}?" if close else f"; keys are {', '.join(keys)}"
     return f"unknown config key {key!r}{hint}"
+
+
+DURATIONS = {"train.time_budget"}  # keys that also take "60m", "1h30m", "90s"
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """"15m", "1h30m", "90s", "2h", "45" (seconds) -> seconds."""
+    t = str(text).strip().lower()
+    m = re.fullmatch(r"((\d+(\.\d+)?)h)?((\d+(\.\d+)?)m)?((\d+(\.\d+)?)s?)?", t)
+    if not t or not m or not any(m.group(i) for i in (2, 5, 8)):
+        raise TinyVisionError(f"{what} {text!r}: give a duration such as 60m, 1h30m, 90s or a number of seconds")
+    return sum(float(m.group(i)) * u for i, u in ((2, 3600), (5, 60), (8, 1)) if m.group(i))
 
 
 def _check_choice(key: str, value) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 import torch.nn.functional as F
@@ -47,19 +48,31 @@ def topk_correct(logits: torch.Tensor, y: torch.Tensor, ks=(1, 5)) -> list[torch
     return out
 
 
+def predict_logits(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None, tta: bool = False) -> torch.Tensor:
+    """float32 logits of the main head; with tta, the log of the mean of the probabilities of each
+    image and its mirror image (so argmax, top-k and the loss all see the flip-averaged prediction)."""
+    with autocast(x.device, amp_dtype):
+        logits = split_outputs(model(x))[0].float()
+        if not tta:
+            return logits
+        mirrored = split_outputs(model(x.flip(3)))[0].float()
+    return torch.logsumexp(torch.stack([logits.log_softmax(1), mirrored.log_softmax(1)]), 0) - math.log(2)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, amp_dtype: torch.dtype | None = None, dist: Dist | None = None) -> dict:
-    """{'loss', 'top1', 'top5', 'n'} over the whole split; under DDP the ranks' shards are summed,
-    and each sample lies in exactly one shard, so every image counts once."""
+def evaluate(model: nn.Module, loader, amp_dtype: torch.dtype | None = None, dist: Dist | None = None,
+             tta: bool = False, max_batches: int | None = None) -> dict:
+    """{'loss', 'top1', 'top5', 'n'} over the whole split (or its first `max_batches`); under DDP
+    the ranks' shards are summed, and each sample lies in exactly one shard, so every image counts once."""
     was_training = model.training
     model.eval()
     device = loader.device
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1 hits, top-5 hits, n
     loader.set_epoch(0)
-    for x, y in loader:
-        with autocast(device, amp_dtype):
-            logits, _ = split_outputs(model(x))
-        logits = logits.float()
+    for i, (x, y) in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        logits = predict_logits(model, x, amp_dtype, tta)
         c1, c5 = topk_correct(logits, y)
         sums += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(), c1.double(), c5.double(),
                              torch.tensor(float(len(y)), dtype=torch.float64, device=device)])

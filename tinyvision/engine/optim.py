@@ -78,11 +78,21 @@ class Schedule:
             t = min((step - self.warmup) / max(self.total - self.warmup, 1), 1.0)
             floor = c.min_lr / self.base_lr if self.base_lr else 0.0
             f = floor + (1 - floor) * (1 + math.cos(math.pi * t)) / 2
+        elif c.name == "linear":  # straight down to min_lr at the last step
+            t = min((step - self.warmup) / max(self.total - self.warmup, 1), 1.0)
+            floor = c.min_lr / self.base_lr if self.base_lr else 0.0
+            f = 1 - (1 - floor) * t
         elif c.name == "time-decay":
             f = 1.0 / (1.0 + c.decay * step)
         else:  # constant, plateau
             f = 1.0
         return f * self.plateau_scale
+
+    def set_total(self, total_steps: int) -> None:
+        """Make the run `total_steps` long (a time budget's plan): cosine, linear and one-cycle
+        stretch or shrink to it; warmup, step and multistep keep their epochs."""
+        self.total = max(int(total_steps), 1)
+        self._apply()
 
     @property
     def lr(self) -> float:

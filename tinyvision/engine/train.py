@@ -29,6 +29,7 @@ from tinyvision.engine.loop import autocast, evaluate, topk_correct, train_loss
 from tinyvision.engine.mixing import mix_batch
 from tinyvision.engine.monitor import Monitor
 from tinyvision.engine.optim import Schedule, build_optimizer
+from tinyvision.engine.plan import Plan, Planner
 from tinyvision.engine.rng import rng_state, set_rng_state
 from tinyvision.engine.runlog import Meter, RunLog
 from tinyvision.engine.transfer import (HeadOnly, depth_groups, feature_splits, freeze_batchnorm,
@@ -50,6 +51,7 @@ class FitHooks:
 
     epoch_end: Callable[[int, dict], bool] | None = None  # (epochs done, val metrics) -> False to stop (pruned)
     should_stop: Callable[[], bool] | None = None  # polled every step: True writes last.pt, raises Interrupted
+    clock: Callable[[], float] = time.perf_counter  # seconds; what the run and its time budget are timed by
 
 
 # ----------------------------------------------------------------- set-up steps
@@ -120,7 +122,8 @@ class Run:
     log: RunLog
     record: RunRecord
     monitor: Monitor
-    started: float  # perf_counter() when this process began the run (this segment)
+    started: float  # clock() when this process began the run (this segment)
+    budget_started: float = 0.0  # clock() when this segment's budgeted time began (after the data was ready)
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken
     last_val: dict = field(default_factory=dict)
@@ -131,6 +134,11 @@ class Run:
     trainable: set | None = None  # names of the parameters this epoch trains (None: all)
     hooks: FitHooks = field(default_factory=FitHooks)
     signals: StopSignals | None = None
+    planner: Planner | None = None  # with train.time_budget, until the plan is made
+    plan: Plan | None = None
+    budget_before: float = 0.0  # budgeted seconds spent by earlier segments
+    data_seconds: float = 0.0  # seconds this segment spent building or opening the cache (not budgeted)
+    cut: bool = False  # the deadline stopped training before the planned steps were done
 
     @property
     def ckpt_dir(self) -> Path:
@@ -138,7 +146,16 @@ class Run:
 
     def elapsed(self) -> float:
         """Wall seconds of the whole run so far, over all its segments."""
-        return self.elapsed_before + time.perf_counter() - self.started
+        return self.elapsed_before + self.hooks.clock() - self.started
+
+    def budget_spent(self) -> float:
+        """Seconds of the time budget spent so far, over all segments (cache builds excluded)."""
+        return self.budget_before + self.hooks.clock() - self.budget_started
+
+    @property
+    def epochs(self) -> int:
+        """Epochs this run trains: the plan's under a time budget, else train.epochs."""
+        return self.plan.epochs if self.plan is not None else self.cfg.train.epochs
 
     def checkpoint(self, meter: Meter | None) -> dict:
         ckpt = {
@@ -154,7 +171,8 @@ class Run:
             "meter": meter.state() if meter is not None else None,
             "progress": {**self.monitor.state_dict(), "last_val": self.last_val, "elapsed": self.elapsed(),
                          "train_images": self.train_images, "train_seconds": self.train_seconds,
-                         "log_offset": self.log.offset()},
+                         "log_offset": self.log.offset(), "budget_spent": self.budget_spent(), "cut": self.cut},
+            "plan": self.plan.to_dict() if self.plan is not None else None,
             "record": self.record.to_dict(),
         }
         if self.ema is not None:
@@ -180,8 +198,49 @@ class Run:
         self.monitor.load_state_dict(p)
         self.last_val = p["last_val"]
         self.elapsed_before, self.train_images, self.train_seconds = p["elapsed"], p["train_images"], p["train_seconds"]
+        self.budget_before, self.cut = p.get("budget_spent", 0.0), p.get("cut", False)
+        if ckpt.get("plan") is not None:  # the plan it made: its steps and learning rates stay as they were
+            self.set_plan(Plan.from_dict(ckpt["plan"]))
         self.meter_sums = ckpt["meter"]
         set_rng_state(ckpt["rng"])
+
+    def set_plan(self, plan: Plan) -> None:
+        self.plan, self.planner = plan, None
+        self.schedule.set_total(plan.total_steps)
+
+    def make_plan(self, train_seconds: float) -> None:
+        """Measure a val pass on a few batches, then fix the steps (rank 0 decides, all ranks follow)."""
+        model = self.ema.module if self.ema is not None else self.model
+        n = min(len(self.val_loader), 3)
+        evaluate(model, self.val_loader, self.amp_dtype, None, self.cfg.train.tta, max_batches=1)  # warm-up
+        t0 = self.hooks.clock()
+        evaluate(model, self.val_loader, self.amp_dtype, None, self.cfg.train.tta, max_batches=n)
+        eval_s = (self.hooks.clock() - t0) / n * len(self.val_loader)
+        plan = self.planner.make(self.step, self.budget_spent(), self.epoch, eval_s, train_seconds)
+        if self.dist.enabled:  # one plan for every rank: rank 0's
+            v = torch.tensor([plan.total_steps, plan.epochs, plan.steps_per_s, plan.eval_s, plan.made_at_s]
+                             if self.dist.main else [0.0] * 5, dtype=torch.float64, device=self.device)
+            total, epochs, rate, ev, at = self.dist.sum(v).tolist()
+            plan = Plan(plan.budget_s, int(total), int(epochs), rate, ev, self.step, at)
+        self.set_plan(plan)
+        self.log.write({"type": "plan", "step": self.step, **plan.to_dict()}, "plan")
+        self.log.print(f"time budget {plan.budget_s:.0f} s: {plan.steps_per_s:.2f} steps/s measured, val pass "
+                       f"{plan.eval_s:.1f} s; planned {plan.total_steps} steps ({plan.epochs} epochs) "
+                       f"after {plan.made_at_s:.0f} s")
+
+    def out_of_time(self) -> bool:
+        """Past the plan's last step, or the budget would not leave time for the final val pass."""
+        if self.plan is None:
+            return False
+        if self.step >= self.plan.total_steps:
+            return True
+        late = self.budget_spent() + self.plan.eval_s > self.plan.budget_s
+        if self.dist.any(late, self.device):
+            self.cut = True
+            self.log.print(f"time budget: stopping at step {self.step} of {self.plan.total_steps} to leave "
+                           f"{self.plan.eval_s:.1f} s for the final evaluation")
+            return True
+        return False
 
     def stop_requested(self) -> bool:
         """A signal arrived or the caller asks to stop, on any rank."""
@@ -200,22 +259,27 @@ def _check_finite(run: Run, loss: torch.Tensor) -> None:
                               f"{kept}. Try a lower optim.lr, optim.grad_clip=1.0 or train.precision=fp32")
 
 
-def train_one_epoch(run: Run) -> dict:
-    """Train until the loader's epoch ends; checkpoints every `checkpoint_every` steps and on a signal."""
-    cfg, loader, model = run.cfg, run.train_loader, run.train_model
-    o, t = cfg.optim, cfg.train
-    model.train()
-    if run.trainable is not None or cfg.transfer.freeze_bn:  # frozen groups keep their statistics
-        frozen = None if cfg.transfer.freeze_bn else {n for n, _ in run.model.named_parameters()} - run.trainable
+def _train_mode(run: Run) -> None:
+    run.train_model.train()
+    if run.trainable is not None or run.cfg.transfer.freeze_bn:  # frozen groups keep their statistics
+        frozen = None if run.cfg.transfer.freeze_bn else {n for n, _ in run.model.named_parameters()} - run.trainable
         freeze_batchnorm(run.model, frozen)
+
+
+def train_one_epoch(run: Run) -> dict:
+    """Train until the loader's epoch ends (or a time budget's plan or deadline says stop);
+    checkpoints every `checkpoint_every` steps and on a signal."""
+    cfg, loader, model, clock = run.cfg, run.train_loader, run.train_model, run.hooks.clock
+    o, t = cfg.optim, cfg.train
+    _train_mode(run)
     meter = Meter(run.device)
     if run.meter_sums is not None:  # resumed mid-epoch: carry on the epoch's running sums
         meter.load_state(run.meter_sums)
         run.meter_sums = None
-    run.log.start_epoch(run.epoch, t.epochs, len(loader), loader.batch_index)
+    run.log.start_epoch(run.epoch, run.epochs, len(loader), loader.batch_index)
     mixing = o.mixup > 0 or o.cutmix > 0
     check_every = 1 if run.device.type == "cpu" else t.log_every  # a host sync per step is free on CPU only
-    t_window, t_start, images = time.perf_counter(), time.perf_counter(), 0
+    t_window, t_start, images = clock(), clock(), 0
     for x, y in loader:
         soft = None
         if mixing:
@@ -242,7 +306,7 @@ def train_one_epoch(run: Run) -> dict:
         if saving or logging_now or run.step % check_every == 0:
             _check_finite(run, loss)
         if logging_now:
-            now = time.perf_counter()
+            now = clock()
             window = meter.since_last_read()
             rate = window["n"] * run.dist.world_size / max(now - t_window, 1e-9)
             t_window = now
@@ -251,14 +315,21 @@ def train_one_epoch(run: Run) -> dict:
             run.log.progress(1, loss=window["loss"], acc=meter.read()["top1"], lr=run.schedule.lr, img_s=round(rate))
         else:
             run.log.progress(1)
+        if run.planner is not None:  # under a time budget: measuring, until the plan is made
+            trained = run.train_seconds + clock() - t_start
+            if run.dist.any(run.dist.main and run.planner.observe(run.step, trained, run.budget_spent()), run.device):
+                run.make_plan(trained)
+                _train_mode(run)  # the val batches timed for the plan ran in eval mode
         if saving:
             run.save(("last",), meter)
         if run.stop_requested():
             run.train_images += images * run.dist.world_size
-            run.train_seconds += time.perf_counter() - t_start
+            run.train_seconds += clock() - t_start
             run.save(("last",), meter)
             raise Interrupted(run.signals.signum if run.signals else None, run.run_dir, run.step)
-    seconds = time.perf_counter() - t_start
+        if run.out_of_time():
+            break
+    seconds = clock() - t_start
     run.train_images += images * run.dist.world_size
     run.train_seconds += seconds
     stats = meter.read()
@@ -273,8 +344,10 @@ def train_epochs(run: Run, head_model: nn.Module | None) -> str:
     """Epochs until the config's count, early stopping or the caller's pruning; returns how it ended."""
     cfg, log, monitor = run.cfg, run.log, run.monitor
     t, tr = cfg.train, cfg.transfer
-    while run.epoch < t.epochs:
-        t_epoch = time.perf_counter()
+    while run.epoch < run.epochs or run.planner is not None:  # measuring for a plan: no epoch count yet
+        if run.plan is not None and run.step >= run.plan.total_steps:
+            break
+        t_epoch = run.hooks.clock()
         if run.train_loader.epoch != run.epoch:
             run.train_loader.set_epoch(run.epoch)
         if tr.mode != "full":
@@ -284,17 +357,17 @@ def train_epochs(run: Run, head_model: nn.Module | None) -> str:
         eval_model = run.ema.module if run.ema is not None else run.model
         if head_model is not None:
             eval_model = HeadOnly(eval_model)
-        val = evaluate(eval_model, run.val_loader, run.amp_dtype, run.dist)
+        val = evaluate(eval_model, run.val_loader, run.amp_dtype, run.dist, tta=t.tta)
         run.epoch += 1
         run.last_val = {"top1": val["top1"], "top5": val["top5"], "loss": val["loss"], "n": val["n"], "epoch": run.epoch}
         run.schedule.epoch_end(monitor.value(val))
         improved = monitor.update(run.epoch, run.last_val)
-        seconds = time.perf_counter() - t_epoch
+        seconds = run.hooks.clock() - t_epoch
         log.write({"type": "epoch", "step": run.step, "epoch": run.epoch, "train_loss": train["loss"],
                    "train_top1": train["top1"], "val_loss": val["loss"], "val_top1": val["top1"],
                    "val_top5": val["top5"], "lr": run.schedule.lr, "images_per_s": train["images_per_s"],
                    "seconds": seconds}, "epoch")
-        log.end_epoch(f"epoch {run.epoch}/{t.epochs}  train loss {train['loss']:.4f} acc {train['top1']:.4f}  "
+        log.end_epoch(f"epoch {run.epoch}/{run.epochs}  train loss {train['loss']:.4f} acc {train['top1']:.4f}  "
                       f"{run.record.val_split} loss {val['loss']:.4f} top1 {val['top1']:.4f} top5 {val['top5']:.4f}  "
                       f"{train['images_per_s']:.0f} img/s  {seconds:.1f}s")
         run.save(("last", "best") if improved else ("last",))
@@ -305,6 +378,8 @@ def train_epochs(run: Run, head_model: nn.Module | None) -> str:
             log.print(f"early stop: no {monitor.metric} improvement for {monitor.bad_epochs} epochs "
                       f"(best at epoch {monitor.best_epoch})")
             return "early-stopped"
+        if run.cut:
+            return "time-budget"
     return "completed"
 
 
@@ -313,11 +388,12 @@ def fit(cfg: Config, resume: bool = False, hooks: FitHooks | None = None) -> dic
     """Train as `cfg` says; with resume=True continue from RUN_DIR/checkpoints/last.pt.
 
     Returns the summary (also written to RUN_DIR/summary.json by rank 0)."""
-    started = time.perf_counter()
+    hooks = hooks or FitHooks()
+    started = hooks.clock()
     cfg = copy.deepcopy(cfg).validate()  # fit fills in output.dir; the caller's config stays as it was
     dist = init_distributed("cuda" if resolve_device(cfg.train.device).type == "cuda" else "cpu")
     try:
-        return _fit(cfg, resume, dist, hooks or FitHooks(), started)
+        return _fit(cfg, resume, dist, hooks, started)
     finally:
         shutdown(dist)
 
@@ -329,7 +405,9 @@ def _fit(cfg: Config, resume: bool, dist: Dist, hooks: FitHooks, started: float)
                               "run it in one process, or use transfer.mode=full with transfer.lr_decay")
     device, amp_dtype, channels_last = setup_device(t, dist)
     run_dir, ckpt, resume = open_run_dir(cfg, resume, dist)
+    t_data = hooks.clock()
     ds, (train_split, val_split, val_name) = load_data(cfg, dist)
+    budget_started = hooks.clock()  # a time budget counts from here: the cache build is not part of it
     model, record = build_model(cfg, ds, val_name, ckpt, amp_dtype, channels_last)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     ema = None
@@ -356,7 +434,10 @@ def _fit(cfg: Config, resume: bool, dist: Dist, hooks: FitHooks, started: float)
                  resume_offset=ckpt["progress"]["log_offset"] if ckpt else (0 if resume else None),  # no checkpoint: restart the log
                  resume_step=ckpt["step"] if ckpt else 0)
     run = Run(cfg, run_dir, dist, device, amp_dtype, model, train_model, ema, optimizer, schedule, scaler,
-              train_loader, val_loader, log, record, monitor, started, hooks=hooks)
+              train_loader, val_loader, log, record, monitor, started, budget_started, hooks=hooks,
+              data_seconds=budget_started - t_data)
+    if t.time_budget > 0:
+        run.planner = Planner(t.time_budget, len(train_loader))
     if dist.main:
         write_record(run_dir, record)
     if ckpt:  # continued exactly where its last checkpoint left off
@@ -456,6 +537,10 @@ def finish(run: Run, stopped: str) -> dict:
         "device": str(run.device), "precision": r.precision,
         "world_size": run.dist.world_size, "run_dir": str(run.run_dir),
     }
+    if run.cfg.train.time_budget > 0:
+        summary["time_budget"] = {"budget_s": run.cfg.train.time_budget, "spent_s": run.budget_spent(),
+                                  "data_s": run.data_seconds, "cut": run.cut,
+                                  "plan": run.plan.to_dict() if run.plan is not None else None}
     if run.dist.main:
         write_text(run.run_dir / "summary.json", json.dumps(summary, indent=2))
     run.dist.barrier()

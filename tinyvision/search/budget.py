@@ -7,14 +7,13 @@ caller, through `expired()`. The clock is injectable, so the logic is tested wit
 """
 from __future__ import annotations
 
-import re
 import statistics
 import time
 from typing import Callable
 
+from tinyvision.engine.config import parse_duration
 from tinyvision.errors import TinyVisionError
 
-_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
 def parse_budget(text: str) -> tuple[float | None, int | None]:
@@ -24,10 +23,10 @@ def parse_budget(text: str) -> tuple[float | None, int | None]:
         if int(t) <= 0:
             raise TinyVisionError(f"budget {text!r}: a number of trials must be positive")
         return None, int(t)
-    parts = re.fullmatch(r"((\d+(\.\d+)?)h)?((\d+(\.\d+)?)m)?((\d+(\.\d+)?)s)?", t)
-    if not t or not parts or not any(parts.group(i) for i in (2, 5, 8)):
-        raise TinyVisionError(f"budget {text!r}: give a duration (15m, 1h30m, 90s) or a number of trials (20)")
-    seconds = sum(float(parts.group(i)) * u for i, u in ((2, 3600), (5, 60), (8, 1)) if parts.group(i))
+    try:
+        seconds = parse_duration(t, "budget")
+    except TinyVisionError:
+        raise TinyVisionError(f"budget {text!r}: give a duration (15m, 1h30m, 90s) or a number of trials (20)") from None
     if seconds <= 0:
         raise TinyVisionError(f"budget {text!r}: must be positive")
     return seconds, None

@@ -1,0 +1,109 @@
+"""train.time_budget: the planner's arithmetic on a fake clock, a real budgeted run that ends on
+time, and exact resume of a budgeted run (the plan is kept)."""
+import json
+import time
+
+import pytest
+import torch
+
+import fixtures
+from tinyvision.engine import FitHooks, Interrupted, fit, load_config
+from tinyvision.engine.plan import Planner, plan_steps
+
+
+class FakeClock:
+    """Advances `dt` seconds at every look: a run's timing becomes a function of its code path."""
+
+    def __init__(self, dt=0.01):
+        self.t, self.dt = 100.0, dt
+
+    def __call__(self):
+        self.t += self.dt
+        return self.t
+
+
+def test_plan_fills_the_budget_with_steps_and_val_passes():
+    # 100 s budget, 10 s spent at step 20; 10 steps/s, a val pass of 5 s, 50 steps per epoch
+    total, epochs = plan_steps(100, 10, 20, 0, 50, 10.0, 5.0, safety=0.0)
+    cost = lambda n: (n - 20) / 10.0 + (-(-n // 50)) * 5.0  # noqa: E731
+    assert cost(total) <= 90 < cost(total + 1) and epochs == -(-total // 50)
+    assert (total, epochs) == (450, 9)  # 43 s of steps + 9 val passes of 5 s = 88 s; one more epoch would not fit
+    assert plan_steps(100, 99, 20, 0, 50, 10.0, 5.0) == (20, 1)  # nothing left: stop where it is
+    # one long epoch: (90 - 5) s of steps at 10/s; 1.5% of the budget held back costs 15 of them
+    assert plan_steps(100, 10, 20, 0, 1000, 10.0, 5.0, safety=0.0) == (870, 1)
+    assert plan_steps(100, 10, 20, 0, 1000, 10.0, 5.0) == (855, 1)
+
+
+def test_planner_skips_warmup_then_measures_steady_steps():
+    p = Planner(budget_s=1000, steps_per_epoch=100)  # a window of 20 s (2% of the budget)
+    clock = 0.0
+    for step in range(1, 6):  # slow first steps (compilation, warm-up): skipped
+        clock += 5.0
+        assert not p.observe(step, clock, clock)
+    step = 5
+    while not p.observe(step, clock, clock):
+        step += 1
+        clock += 0.5  # the steady state: 2 steps/s
+    assert step - 5 >= 10 and clock - 25.0 >= 20.0
+    plan = p.make(step, clock, 0, eval_s=3.0, train_s=clock)
+    assert plan.steps_per_s == pytest.approx(2.0)
+    left = 1000 * (1 - 0.015) - clock
+    assert (plan.total_steps - step) / 2.0 + (plan.epochs * 3.0) <= left
+    assert plan.epochs == -(-plan.total_steps // 100)
+
+
+def _cfg(src, out, **over):
+    return load_config(None, {
+        "data.name": "fashion-mnist", "data.source": str(src), "model.name": "quicknet",
+        "model.kwargs": {"widths": [16, 32], "stem": 16}, "train.batch_size": 32, "train.eval_batch_size": 100,
+        "output.dir": str(out), "output.quiet": True, "output.tensorboard": False, "augment.policy": "flip",
+        "optim.ema": 0.9, **over})
+
+
+@pytest.fixture
+def src(tmp_path):
+    return fixtures.idx_dataset(tmp_path / "fm", n_train=640, n_test=200)
+
+
+@pytest.mark.slow
+def test_budgeted_run_ends_within_5_percent_of_its_budget(tmp_path, src):
+    budget = 25.0
+    fit(_cfg(src, tmp_path / "warm", **{"train.epochs": 1}))  # the cache is built outside the timed run
+    t0 = time.perf_counter()
+    s = fit(_cfg(src, tmp_path / "run", **{"train.time_budget": budget, "train.tta": True}))
+    wall = time.perf_counter() - t0
+    tb = s["time_budget"]
+    assert abs(tb["spent_s"] - budget) <= 0.05 * budget, tb
+    assert abs(wall - tb["data_s"] - budget) <= 0.05 * budget + 1.0, (wall, tb)  # + process set-up outside the budget
+    plan = tb["plan"]
+    assert plan is not None and s["steps"] <= plan["total_steps"] and s["epochs"] <= plan["epochs"]
+    assert s["steps"] == plan["total_steps"] or tb["cut"]
+    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [l["total_steps"] for l in lines if l["type"] == "plan"] == [plan["total_steps"]]
+
+
+def test_budgeted_run_resumes_exactly_with_its_plan(tmp_path, src):
+    over = {"train.time_budget": 3.0, "train.log_every": 1, "optim.label_smoothing": 0.1}
+    ref = fit(_cfg(src, tmp_path / "ref", **over), hooks=FitHooks(clock=FakeClock()))
+    plan = ref["time_budget"]["plan"]
+    assert plan is not None and plan["total_steps"] > plan["made_at_step"] + 5 and not ref["time_budget"]["cut"]
+    stop_at = plan["made_at_step"] + 3
+    state = {"step": 0}
+
+    def should_stop():
+        state["step"] += 1
+        return state["step"] == stop_at
+
+    with pytest.raises(Interrupted):
+        fit(_cfg(src, tmp_path / "run", **over), hooks=FitHooks(should_stop=should_stop, clock=FakeClock()))
+    ck = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert ck["step"] == stop_at and ck["plan"] == plan  # the plan was made, and saved, before the stop
+    # resumed on a clock that runs 5x faster: the kept plan, not a new one, decides the steps
+    res = fit(_cfg(src, tmp_path / "run", **over), resume=True, hooks=FitHooks(clock=FakeClock(0.002)))
+    assert res["time_budget"]["plan"] == plan and res["steps"] == ref["steps"] == plan["total_steps"]
+    a = torch.load(tmp_path / "ref" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    for part in ("model", "ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs"
+    assert a["scheduler"] == b["scheduler"] and res["final"] == ref["final"]

@@ -1,0 +1,91 @@
+"""A run that ends on time: `train.time_budget` seconds for training and its evaluations.
+
+The run first trains as configured while it measures its own speed: it skips the first steps
+(compilation, allocator and kernel warm-up: they count against the budget, but do not say how
+fast the steady state is), times the following ones, and times a few val batches. It then fixes
+the number of steps, and with it the learning-rate schedule, so that the remaining steps plus
+the val passes (one per epoch begun, the last being the final evaluation) end within the budget.
+The plan is saved in every checkpoint, so a resumed run keeps it: its steps and learning rates
+are those the run would have had uninterrupted. The cache build is not part of the budget.
+
+Speed on a shared machine varies, so a deadline guards the plan: when the budget is about to
+run out before the planned steps are done, training stops early enough for the final evaluation.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from tinyvision.errors import TinyVisionError
+
+SAFETY = 0.015  # share of the budget left unplanned: checkpoints, epoch changes, timing noise
+
+
+@dataclass
+class Plan:
+    budget_s: float  # the whole budget, seconds
+    total_steps: int  # optimizer steps the run takes in all
+    epochs: int  # epochs it begins (the last may end before the loader's end, at total_steps)
+    steps_per_s: float  # measured, steady state
+    eval_s: float  # measured seconds per val pass
+    made_at_step: int
+    made_at_s: float  # budget seconds spent when the plan was made
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Plan":
+        return cls(**d)
+
+
+def plan_steps(budget_s: float, spent_s: float, step: int, epochs_done: int, steps_per_epoch: int,
+               steps_per_s: float, eval_s: float, safety: float = SAFETY) -> tuple[int, int]:
+    """(total steps, epochs): the most steps such that the steps still to take at `steps_per_s`,
+    plus one val pass of `eval_s` for every epoch from here on (each epoch ends with one; a last,
+    partial epoch too), fit in the time left after `spent_s` and the safety share."""
+    left = budget_s * (1 - safety) - spent_s
+
+    def epochs_for(total: int) -> int:
+        return max(epochs_done + 1, -(-total // steps_per_epoch))
+
+    def cost(total: int) -> float:  # seconds from now; grows with total
+        return (total - step) / steps_per_s + (epochs_for(total) - epochs_done) * eval_s
+
+    if steps_per_s <= 0 or cost(step + 1) > left:
+        return step, epochs_for(step)
+    lo, hi = step + 1, step + 1 + int(left * steps_per_s)  # cost(lo) fits, cost(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if cost(mid) <= left else (lo, mid)
+    return lo, epochs_for(lo)
+
+
+class Planner:
+    """Watches steps go by on the budget clock and makes the Plan once it has seen enough."""
+
+    def __init__(self, budget_s: float, steps_per_epoch: int, skip_steps: int = 5, min_steps: int = 10):
+        if budget_s <= 0:
+            raise TinyVisionError(f"train.time_budget must be positive, got {budget_s}")
+        self.budget_s, self.steps_per_epoch = budget_s, steps_per_epoch
+        self.skip_steps, self.min_steps = skip_steps, min_steps
+        # measure for 2% of the budget, between 1 and 60 seconds: long enough to average out noise
+        self.window_s = min(max(0.02 * budget_s, 1.0), 60.0)
+        self._start: tuple[int, float] | None = None  # (step, seconds) when the timed window began
+
+    def observe(self, step: int, train_s: float, spent_s: float) -> bool:
+        """Note that `step` steps are done after `train_s` seconds of training steps (val passes and
+        checkpoints excluded) and `spent_s` budget seconds; True once the measurement is done."""
+        if step < self.skip_steps:
+            return False
+        if self._start is None:
+            self._start = (step, train_s)
+            return False
+        steps, seconds = step - self._start[0], train_s - self._start[1]
+        enough = steps >= self.min_steps and seconds >= self.window_s
+        return enough or spent_s >= 0.1 * self.budget_s and steps >= 1  # never spend more than 10% measuring
+
+    def make(self, step: int, spent_s: float, epochs_done: int, eval_s: float, train_s: float) -> Plan:
+        """The plan from here: `step` steps done, `spent_s` budget seconds used, val passes of `eval_s`."""
+        rate = (step - self._start[0]) / max(train_s - self._start[1], 1e-9)
+        total, epochs = plan_steps(self.budget_s, spent_s, step, epochs_done, self.steps_per_epoch, rate, eval_s)
+        return Plan(self.budget_s, total, epochs, rate, eval_s, step, spent_s)
