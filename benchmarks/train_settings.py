@@ -19,6 +19,8 @@ from tinyvision.models import create_model, get_entry
 
 SETTINGS = [  # (label, autocast dtype, channels_last, compile)
     ("fp32", None, False, False),
+    ("fp32 + channels_last", None, True, False),
+    ("fp32 + channels_last + compile", None, True, True),
     ("bf16", torch.bfloat16, False, False),
     ("bf16 + channels_last", torch.bfloat16, True, False),
     ("bf16 + compile", torch.bfloat16, False, True),

@@ -7,7 +7,7 @@ import os
 import sys
 
 from tinyvision.data.sources import DATASETS
-from tinyvision.engine.config import CHOICES, OPTIMIZERS
+from tinyvision.engine.config import CHOICES, OPTIMIZERS, recipe_names
 from tinyvision.errors import TinyVisionError
 
 DATASET_NAMES = list(DATASETS)  # the catalogue's: a dataset added there is offered by every verb
@@ -101,7 +101,7 @@ TRAIN_FLAGS = {"data": "data.name", "source": "data.source", "cache_dir": "data.
                "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "optim.lr", "optimizer": "optim.name",
                "seed": "train.seed", "limit_train": "data.limit_train", "checkpoint_every": "train.checkpoint_every",
                "out": "output.dir", "if_exists": "output.if_exists", "device": "train.device",
-               "pretrained": "transfer.pretrained"}
+               "pretrained": "transfer.pretrained", "time_budget": "train.time_budget"}
 
 
 def _train_config(a):
@@ -116,7 +116,9 @@ def _train_config(a):
             raise TinyVisionError(f"{a.resume}: no run to resume (no config.yaml)")
         base = load_config(str(saved))
         base.output.dir = a.resume
-    cfg = load_config(a.config, None, base or Config())
+    if a.recipe and a.config:
+        raise TinyVisionError("--recipe and --config both name a config; give one")
+    cfg = load_config(a.recipe or a.config, None, base or Config())
     for flag, key in TRAIN_FLAGS.items():
         value = getattr(a, flag, None)
         if value is not None:
@@ -264,6 +266,19 @@ def cmd_search(a):
     return 0
 
 
+def cmd_study(a):
+    from tinyvision.search.grid import run_study, table_rows
+
+    res = run_study(a.spec, a.out, a.budget, a.storage, a.set, a.workers)
+    t = table_rows(res)
+    widths = [max(len(str(r[i])) for r in t) for i in range(len(t[0]))]
+    print(f"{res['name']}: {res['report']}")
+    for r in t:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)))
+    print(f"tables in {a.out}/results.md and results.csv; curves in {a.out}/compare.html")
+    return 0
+
+
 def _need_dir(a):
     if not a.study_dir:
         raise TinyVisionError(f"search {a.action} needs STUDY_DIR")
@@ -309,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model (config file, flags, then --set overrides)")
     p.add_argument("--config", help="YAML file, or a ready-made config name (see configs/)")
+    p.add_argument("--recipe", choices=recipe_names(), help="a time-budgeted from-scratch recipe (with --time-budget)")
+    p.add_argument("--time-budget", metavar="DURATION", help="end on time: 60m, 1h30m, 90s (cache build excluded)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
     p.add_argument("--data", choices=DATASET_NAMES)
     p.add_argument("--source", help="zip, tar.gz or folder holding the dataset")
@@ -385,6 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pruner", default="median", choices=["median", "halving", "none"])
     p.add_argument("--epochs", type=int, help="retrain: epochs")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("study", help="a report's experiment as a grid of runs, and its table (resumable)")
+    p.add_argument("spec", help="study YAML, or a built-in study (tinyvision/search/studies/)")
+    p.add_argument("--out", required=True, help="STUDY_DIR: cells/, results.md, results.csv, compare.html")
+    p.add_argument("--budget", help="a duration (2h) or a number of cells; default: every cell")
+    p.add_argument("--workers", type=int, default=1, help="processes on this machine sharing the study")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite in STUDY_DIR); postgresql://... to share")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every cell")
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("compare", help="one HTML page comparing runs: curves, bars, a table")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")

@@ -67,6 +67,7 @@ class OptimConfig:
     eps: float = 1e-8  # Adam / RMSprop denominator term
     weight_decay: float = 5e-4  # L2 (SGD, Adam, RMSprop) or decoupled (AdamW)
     decay_norm_and_bias: bool = False  # also decay norm weights and biases (off: the usual practice)
+    norm_bias_lr_scale: float = 1.0  # lr multiplier of norm weights and biases (airbench trains BN shifts 64x faster)
     label_smoothing: float = 0.0  # fraction of target mass spread over all classes
     mixup: float = 0.0  # mixup Beta(alpha, alpha); 0 = off
     cutmix: float = 0.0  # cutmix Beta(alpha, alpha); 0 = off
@@ -80,6 +81,7 @@ class ScheduleConfig:
     name: str = "cosine"  # SCHEDULES: constant | step | multistep | cosine | linear | onecycle | time-decay | plateau
     warmup_epochs: float = 0.0  # linear warmup from lr * warmup_start over this many epochs
     warmup_start: float = 0.0  # warmup's starting factor of lr
+    warmup_fraction: float = 0.0  # > 0: warmup over this share of all steps instead (follows a time budget's plan)
     step_epochs: int = 30  # step: multiply by gamma every this many epochs
     milestones: list = field(default_factory=list)  # multistep: epochs at which to multiply by gamma
     gamma: float = 0.1  # step / multistep / plateau factor
@@ -112,7 +114,7 @@ class TrainConfig:
     epochs: int = 10  # with time_budget: only a first guess, for the schedule's shape until the plan is made
     time_budget: float = 0.0  # seconds (YAML/--set also take 60m, 1h30m) for training + its val passes,
     # cache build excluded; the run measures its speed and fixes its steps and schedule to end on time. 0 = off
-    tta: bool = False  # val passes average each image's and its mirror image's probabilities
+    tta: bool = False  # the final val pass averages each image's and its mirror image's probabilities
     batch_size: int = 128  # per process
     eval_batch_size: int = 500
     seed: int = 0  # model init, data order and augmentation
@@ -289,6 +291,11 @@ def resolve_config_path(name: str) -> Path:
     close = difflib.get_close_matches(p.stem, names, n=3)
     raise TinyVisionError(f"config {name}: no such file, nor a ready-made config"
                           + (f"; did you mean {', '.join(close)}?" if close else f"; ready-made: {', '.join(names)}"))
+
+
+def recipe_names() -> list[str]:
+    """The ready-made configs that are time-budgeted recipes (`*-fast`: `tinyvision train --recipe NAME`)."""
+    return sorted(q.stem for q in BUILTIN_CONFIGS.glob("*-fast.yaml"))
 
 
 def save_config(cfg: Config, path: Path) -> None:

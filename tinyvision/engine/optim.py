@@ -16,22 +16,27 @@ from tinyvision.engine.config import OPTIMIZERS, SCHEDULES, OptimConfig, Schedul
 from tinyvision.errors import TinyVisionError
 
 
-def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
-    """Two groups: weights that decay, and (unless told otherwise) norm weights and biases that do not.
+def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool,
+                 norm_bias_lr_scale: float = 1.0) -> list[dict]:
+    """Two groups: weights that decay, and (unless told otherwise) norm weights and biases that do
+    not, whose lr is scaled by `norm_bias_lr_scale` (Schedule multiplies `lr_scale` in).
 
     A parameter with fewer than 2 dimensions is a bias or a norm's scale, as timm decides."""
-    if decay_norm_and_bias or weight_decay == 0:
+    if (decay_norm_and_bias or weight_decay == 0) and norm_bias_lr_scale == 1.0:
         return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": weight_decay if decay_norm_and_bias else 0.0,
+             "lr_scale": norm_bias_lr_scale}]
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, groups: list[dict] | None = None) -> torch.optim.Optimizer:
     """The optimizer cfg names, over `groups` (default: decay / no-decay groups of all parameters)."""
-    groups = groups if groups is not None else param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias)
+    groups = groups if groups is not None else param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias,
+                                                            cfg.norm_bias_lr_scale)
     name = cfg.name.lower()
     if name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
@@ -53,7 +58,7 @@ class Schedule:
             raise TinyVisionError(f"unknown schedule {cfg.name!r}; choose one of {', '.join(SCHEDULES)}")
         self.optimizer, self.cfg, self.base_lr = optimizer, cfg, base_lr
         self.steps_per_epoch, self.total = max(steps_per_epoch, 1), max(steps_per_epoch * epochs, 1)
-        self.warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
+        self.warmup = self._warmup_steps()
         self.mode = monitor_mode
         self.step_count = 0
         self.plateau_scale, self.plateau_best, self.plateau_bad = 1.0, None, 0
@@ -88,10 +93,16 @@ class Schedule:
             f = 1.0
         return f * self.plateau_scale
 
+    def _warmup_steps(self) -> int:
+        if self.cfg.warmup_fraction > 0:
+            return round(self.cfg.warmup_fraction * self.total)
+        return round(self.cfg.warmup_epochs * self.steps_per_epoch)
+
     def set_total(self, total_steps: int) -> None:
-        """Make the run `total_steps` long (a time budget's plan): cosine, linear and one-cycle
-        stretch or shrink to it; warmup, step and multistep keep their epochs."""
+        """Make the run `total_steps` long (a time budget's plan): cosine, linear, one-cycle and a
+        warmup_fraction stretch or shrink to it; warmup_epochs, step and multistep keep their epochs."""
         self.total = max(int(total_steps), 1)
+        self.warmup = self._warmup_steps()
         self._apply()
 
     @property

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 from tinyvision.errors import TinyVisionError
 
-SAFETY = 0.015  # share of the budget left unplanned: checkpoints, epoch changes, timing noise
+SAFETY = 0.025  # share of the budget left unplanned: checkpoints, epoch changes, timing noise
 
 
 @dataclass
@@ -33,17 +33,21 @@ class Plan:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def step_done(self, step: int) -> bool:
+        return step >= self.total_steps
+
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":
         return cls(**d)
 
 
 def plan_steps(budget_s: float, spent_s: float, step: int, epochs_done: int, steps_per_epoch: int,
-               steps_per_s: float, eval_s: float, safety: float = SAFETY) -> tuple[int, int]:
+               steps_per_s: float, eval_s: float, safety: float = SAFETY, final_extra_s: float = 0.0) -> tuple[int, int]:
     """(total steps, epochs): the most steps such that the steps still to take at `steps_per_s`,
     plus one val pass of `eval_s` for every epoch from here on (each epoch ends with one; a last,
-    partial epoch too), fit in the time left after `spent_s` and the safety share."""
-    left = budget_s * (1 - safety) - spent_s
+    partial epoch too) and `final_extra_s` for the last one (test-time augmentation), fit in the
+    time left after `spent_s` and the safety share."""
+    left = budget_s * (1 - safety) - spent_s - final_extra_s
 
     def epochs_for(total: int) -> int:
         return max(epochs_done + 1, -(-total // steps_per_epoch))
@@ -68,8 +72,8 @@ class Planner:
             raise TinyVisionError(f"train.time_budget must be positive, got {budget_s}")
         self.budget_s, self.steps_per_epoch = budget_s, steps_per_epoch
         self.skip_steps, self.min_steps = skip_steps, min_steps
-        # measure for 2% of the budget, between 1 and 60 seconds: long enough to average out noise
-        self.window_s = min(max(0.02 * budget_s, 1.0), 60.0)
+        # measure for 4% of the budget, between 1 and 120 seconds: long enough to average out noise
+        self.window_s = min(max(0.04 * budget_s, 1.0), 120.0)
         self._start: tuple[int, float] | None = None  # (step, seconds) when the timed window began
 
     def observe(self, step: int, train_s: float, spent_s: float) -> bool:
@@ -84,8 +88,11 @@ class Planner:
         enough = steps >= self.min_steps and seconds >= self.window_s
         return enough or spent_s >= 0.1 * self.budget_s and steps >= 1  # never spend more than 10% measuring
 
-    def make(self, step: int, spent_s: float, epochs_done: int, eval_s: float, train_s: float) -> Plan:
-        """The plan from here: `step` steps done, `spent_s` budget seconds used, val passes of `eval_s`."""
+    def make(self, step: int, spent_s: float, epochs_done: int, eval_s: float, train_s: float,
+             final_extra_s: float = 0.0) -> Plan:
+        """The plan from here: `step` steps done, `spent_s` budget seconds used, val passes of `eval_s`
+        (the final one `final_extra_s` longer)."""
         rate = (step - self._start[0]) / max(train_s - self._start[1], 1e-9)
-        total, epochs = plan_steps(self.budget_s, spent_s, step, epochs_done, self.steps_per_epoch, rate, eval_s)
+        total, epochs = plan_steps(self.budget_s, spent_s, step, epochs_done, self.steps_per_epoch, rate, eval_s,
+                                   final_extra_s=final_extra_s)
         return Plan(self.budget_s, total, epochs, rate, eval_s, step, spent_s)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -212,11 +213,12 @@ class Run:
         """Measure a val pass on a few batches, then fix the steps (rank 0 decides, all ranks follow)."""
         model = self.ema.module if self.ema is not None else self.model
         n = min(len(self.val_loader), 3)
-        evaluate(model, self.val_loader, self.amp_dtype, None, self.cfg.train.tta, max_batches=1)  # warm-up
+        evaluate(model, self.val_loader, self.amp_dtype, None, max_batches=1)  # warm-up
         t0 = self.hooks.clock()
-        evaluate(model, self.val_loader, self.amp_dtype, None, self.cfg.train.tta, max_batches=n)
+        evaluate(model, self.val_loader, self.amp_dtype, None, max_batches=n)
         eval_s = (self.hooks.clock() - t0) / n * len(self.val_loader)
-        plan = self.planner.make(self.step, self.budget_spent(), self.epoch, eval_s, train_seconds)
+        plan = self.planner.make(self.step, self.budget_spent(), self.epoch, eval_s, train_seconds,
+                                 final_extra_s=eval_s if self.cfg.train.tta else 0.0)  # the mirror images
         if self.dist.enabled:  # one plan for every rank: rank 0's
             v = torch.tensor([plan.total_steps, plan.epochs, plan.steps_per_s, plan.eval_s, plan.made_at_s]
                              if self.dist.main else [0.0] * 5, dtype=torch.float64, device=self.device)
@@ -234,11 +236,12 @@ class Run:
             return False
         if self.step >= self.plan.total_steps:
             return True
-        late = self.budget_spent() + self.plan.eval_s > self.plan.budget_s
+        final_s = self.plan.eval_s * (2 if self.cfg.train.tta else 1)
+        late = self.budget_spent() + final_s > self.plan.budget_s
         if self.dist.any(late, self.device):
             self.cut = True
             self.log.print(f"time budget: stopping at step {self.step} of {self.plan.total_steps} to leave "
-                           f"{self.plan.eval_s:.1f} s for the final evaluation")
+                           f"{final_s:.1f} s for the final evaluation")
             return True
         return False
 
@@ -357,7 +360,9 @@ def train_epochs(run: Run, head_model: nn.Module | None) -> str:
         eval_model = run.ema.module if run.ema is not None else run.model
         if head_model is not None:
             eval_model = HeadOnly(eval_model)
-        val = evaluate(eval_model, run.val_loader, run.amp_dtype, run.dist, tta=t.tta)
+        final = run.cut or (run.plan.step_done(run.step) if run.plan is not None else
+                            run.planner is None and run.epoch + 1 >= run.epochs)
+        val = evaluate(eval_model, run.val_loader, run.amp_dtype, run.dist, tta=t.tta and final)
         run.epoch += 1
         run.last_val = {"top1": val["top1"], "top5": val["top5"], "loss": val["loss"], "n": val["n"], "epoch": run.epoch}
         run.schedule.epoch_end(monitor.value(val))
@@ -366,7 +371,7 @@ def train_epochs(run: Run, head_model: nn.Module | None) -> str:
         log.write({"type": "epoch", "step": run.step, "epoch": run.epoch, "train_loss": train["loss"],
                    "train_top1": train["top1"], "val_loss": val["loss"], "val_top1": val["top1"],
                    "val_top5": val["top5"], "lr": run.schedule.lr, "images_per_s": train["images_per_s"],
-                   "seconds": seconds}, "epoch")
+                   "seconds": seconds, "spent_s": run.budget_spent()}, "epoch")
         log.end_epoch(f"epoch {run.epoch}/{run.epochs}  train loss {train['loss']:.4f} acc {train['top1']:.4f}  "
                       f"{run.record.val_split} loss {val['loss']:.4f} top1 {val['top1']:.4f} top5 {val['top5']:.4f}  "
                       f"{train['images_per_s']:.0f} img/s  {seconds:.1f}s")
@@ -408,7 +413,7 @@ def _fit(cfg: Config, resume: bool, dist: Dist, hooks: FitHooks, started: float)
     t_data = hooks.clock()
     ds, (train_split, val_split, val_name) = load_data(cfg, dist)
     budget_started = hooks.clock()  # a time budget counts from here: the cache build is not part of it
-    model, record = build_model(cfg, ds, val_name, ckpt, amp_dtype, channels_last)
+    model, record = build_model(cfg, ds, train_split, val_name, ckpt, amp_dtype, channels_last)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     ema = None
     if cfg.optim.ema > 0:
@@ -470,9 +475,14 @@ def open_run_dir(cfg: Config, resume: bool, dist: Dist) -> tuple[Path, dict | No
     return run_dir, ckpt, resume
 
 
-def build_model(cfg: Config, ds, val_name: str, ckpt: dict | None, amp_dtype, channels_last: bool):
-    """(model on the CPU, the run's record). Pretrained weights are loaded for a fresh run; a
-    resumed one takes its weights from its checkpoint and keeps its record of where they came from."""
+INIT_IMAGES = 5000  # training images a data-dependent init (a whitening stem) looks at
+
+
+def build_model(cfg: Config, ds, train_split, val_name: str, ckpt: dict | None, amp_dtype, channels_last: bool):
+    """(model on the CPU, the run's record). Pretrained weights, or a data-dependent init (models
+    with `init_from_data`, given the first INIT_IMAGES training images, normalized), are set for a
+    fresh run; a resumed one takes its weights from its checkpoint and keeps its record of where
+    they came from."""
     tr, t = cfg.transfer, cfg.train
     size = cfg.augment.size or ds.image_size[0]
     check_input_size(cfg.model.name, size)
@@ -485,6 +495,10 @@ def build_model(cfg: Config, ds, val_name: str, ckpt: dict | None, amp_dtype, ch
         first = ckpt.get("record", {})
         loaded = {"source": first.get("pretrained", ""), "head": first.get("pretrained_head", "")}
     mean, std = normalization(cfg.model.name, ds, tr)
+    if ckpt is None and hasattr(model, "init_from_data"):
+        rows = train_split.rows[:INIT_IMAGES]
+        x = torch.from_numpy(np.ascontiguousarray(train_split.images[rows])).permute(0, 3, 1, 2)
+        model.init_from_data(build_augment("none", mean, std, ds.image_size[0], cfg.augment.size)(x))
     facts = summarize(model, size, ds.channels)
     record = RunRecord(
         dataset=ds.name, model=cfg.model.name, num_classes=ds.num_classes, in_chans=ds.channels,
@@ -534,7 +548,7 @@ def finish(run: Run, stopped: str) -> dict:
         "wall_time_s": run.elapsed(), "train_seconds": run.train_seconds,
         "images_per_s": run.train_images / max(run.train_seconds, 1e-9),
         "params": r.params, "monitor": monitor.metric, "ema": run.ema is not None,
-        "device": str(run.device), "precision": r.precision,
+        "device": str(run.device), "precision": r.precision, "tta": run.cfg.train.tta,
         "world_size": run.dist.world_size, "run_dir": str(run.run_dir),
     }
     if run.cfg.train.time_budget > 0:

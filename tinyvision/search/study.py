@@ -18,7 +18,7 @@ from pathlib import Path
 
 import optuna
 
-from tinyvision.engine import FitHooks, Interrupted, fit
+from tinyvision.engine import Config, FitHooks, Interrupted, fit
 from tinyvision.errors import TinyVisionError
 from tinyvision.search.budget import Budget, parse_budget
 from tinyvision.search.space import Space, load_space, to_config
@@ -55,7 +55,8 @@ def _alive(worker: str, heartbeat: float | None, now: float) -> bool:
     return heartbeat is not None and now - heartbeat < STALE_S
 
 
-def open_study(out: Path, storage: str | None = None, seed: int = 0, pruner: str = "median") -> optuna.Study:
+def open_study(out: Path, storage: str | None = None, seed: int = 0, pruner: str = "median",
+               sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruners = {"median": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
                "halving": optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
@@ -63,7 +64,7 @@ def open_study(out: Path, storage: str | None = None, seed: int = 0, pruner: str
     if pruner not in pruners:
         raise TinyVisionError(f"pruner {pruner!r}: choose median, halving or none")
     # workers sharing a study draw from different seeds, or they would propose the same first trials
-    sampler = optuna.samplers.TPESampler(seed=seed + (os.getpid() if storage else 0), n_startup_trials=4)
+    sampler = sampler or optuna.samplers.TPESampler(seed=seed + (os.getpid() if storage else 0), n_startup_trials=4)
     for attempt in range(3):
         try:
             return optuna.create_study(study_name=STUDY_NAME, storage=storage_url(out, storage), load_if_exists=True,
@@ -89,8 +90,13 @@ def _settings_guard(study: optuna.Study, settings: dict) -> None:
 
 
 class Search:
-    def __init__(self, space: Space, budget: Budget, out: Path, study: optuna.Study, base: dict, log=print):
+    """The trial loop shared by `search` (TPE over a space) and `study` (a grid of report cells):
+    continue interrupted trials, start new ones while the budget allows, each trial one run dir."""
+
+    def __init__(self, space: Space, budget: Budget, out: Path, study: optuna.Study, base: dict, log=print,
+                 base_config: Config | None = None):
         self.space, self.budget, self.out, self.study, self.base, self.log = space, budget, Path(out), study, base, log
+        self.base_config = base_config  # the config the overrides apply to (default: the engine's defaults)
         self.me = worker_id()
         self._beat = float("-inf")
 
@@ -130,12 +136,16 @@ class Search:
         return None, None
 
     # ---------------------------------------------------------------- one trial
+    def trial_dir(self, trial, overrides: dict) -> Path:
+        return self.out / "trials" / f"trial-{trial.number:04d}"
+
     def run_trial(self, trial, overrides: dict, resumed: bool = False) -> None:
-        run_dir = self.out / "trials" / f"trial-{trial.number:04d}"
+        run_dir = self.trial_dir(trial, overrides)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("worker", self.me)
         self._heartbeat(trial, force=True)
-        cfg = to_config({**self.base, **overrides, "output.dir": str(run_dir), "output.if_exists": "resume"})
+        cfg = to_config({**self.base, **overrides, "output.dir": str(run_dir), "output.if_exists": "resume"},
+                        self.base_config)
         shown = {k: v for k, v in overrides.items() if k not in self.space.fixed}
         trial.set_user_attr("overrides", shown)  # readable values (Optuna stores list choices as indices)
         self.log(f"trial {trial.number}{' (continued)' if resumed else ''}: {json.dumps(shown)}")
