@@ -149,3 +149,21 @@ def test_augment_never_writes_to_its_input():
         build_augment("standard", (0.5,) * 3, (0.2,) * 3, 16)(x, gen())
         Augment([], (0.5,) * 3, (0.2,) * 3)(x)
         assert torch.equal(x, before)
+
+
+def test_switch_off_per_epoch_is_one_mask_on_the_normalized_input():
+    """Report 000: one (C, H, W) mask of 5% zeros per epoch, multiplied into the normalized input."""
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    aug = build_augment("seed000-switchoff", mean, std, image_size=16)
+    x = torch.full((6, 3, 16, 16), 200, dtype=torch.uint8)  # normalized: never 0 by itself
+    aug.set_epoch(0, 0)
+    a, b = aug(x[:3], gen(1)), aug(x[3:], gen(2))  # two batches of one epoch
+    off = a == 0
+    assert torch.equal(off[0], off[1]) and torch.equal(off[0], (b == 0)[0])  # the same mask for every image
+    assert abs(float(off[0].float().mean()) - 0.05) < 0.03
+    assert torch.allclose(a[~off], torch.tensor([(200 / 255 - m) / s for m, s in zip(mean, std)]).view(3, 1, 1)
+                          .expand(3, 16, 16)[~off[0]].repeat(3), atol=1e-5)
+    aug.set_epoch(0, 1)
+    assert not torch.equal(aug(x[:1], gen(1)) == 0, off[:1])  # a new mask next epoch
+    aug.set_epoch(0, 0)
+    assert torch.equal(aug(x[:1], gen(9)) == 0, off[:1])  # and the same one again for epoch 0

@@ -79,7 +79,10 @@ def test_budgeted_run_ends_within_5_percent_of_its_budget(tmp_path, src):
     assert plan is not None and s["steps"] <= plan["total_steps"] and s["epochs"] <= plan["epochs"]
     assert s["steps"] == plan["total_steps"] or tb["cut"]
     lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [l["total_steps"] for l in lines if l["type"] == "plan"] == [plan["total_steps"]]
+    totals = [l["total_steps"] for l in lines if l["type"] == "plan"]  # the plan, then each revision that moved it
+    assert totals[-1] == plan["total_steps"] and len(totals) == 1 + sum(r["total_steps"] != r["from_total"]
+                                                                       for r in plan["revisions"])
+    assert len(plan["revisions"]) <= 4 and all(r["at_step"] < plan["total_steps"] for r in plan["revisions"])
 
 
 def test_budgeted_run_resumes_exactly_with_its_plan(tmp_path, src):
@@ -87,7 +90,9 @@ def test_budgeted_run_resumes_exactly_with_its_plan(tmp_path, src):
     ref = fit(_cfg(src, tmp_path / "ref", **over), hooks=FitHooks(clock=FakeClock()))
     plan = ref["time_budget"]["plan"]
     assert plan is not None and plan["total_steps"] > plan["made_at_step"] + 5 and not ref["time_budget"]["cut"]
-    stop_at = plan["made_at_step"] + 3
+    # stopped after the plan's last look at itself (its revisions depend on the clock from then on)
+    stop_at = max([plan["made_at_step"]] + [r["at_step"] for r in plan["revisions"]]) + 3
+    assert stop_at < plan["total_steps"]
     state = {"step": 0}
 
     def should_stop():
@@ -97,7 +102,7 @@ def test_budgeted_run_resumes_exactly_with_its_plan(tmp_path, src):
     with pytest.raises(Interrupted):
         fit(_cfg(src, tmp_path / "run", **over), hooks=FitHooks(should_stop=should_stop, clock=FakeClock()))
     ck = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
-    assert ck["step"] == stop_at and ck["plan"] == plan  # the plan was made, and saved, before the stop
+    assert ck["step"] == stop_at and ck["plan"] == plan  # the plan was made (and revised), and saved, before the stop
     # resumed on a clock that runs 5x faster: the kept plan, not a new one, decides the steps
     res = fit(_cfg(src, tmp_path / "run", **over), resume=True, hooks=FitHooks(clock=FakeClock(0.002)))
     assert res["time_budget"]["plan"] == plan and res["steps"] == ref["steps"] == plan["total_steps"]

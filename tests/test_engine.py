@@ -340,3 +340,33 @@ def test_choices_checked_when_set_and_in_python(tmp_path, idx_src):
     with pytest.raises(TinyVisionError, match="schedule.name 'cosin'"):
         fit(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_data_normalize_choices(tmp_path, idx_src):
+    from tinyvision.runs import read_record
+
+    fit(small_config(idx_src, tmp_path / "a", train__epochs=1, data__normalize="imagenet"))
+    r = read_record(tmp_path / "a")
+    assert r.mean == [pytest.approx((0.485 + 0.456 + 0.406) / 3)] and r.std == [pytest.approx((0.229 + 0.224 + 0.225) / 3)]
+    fit(small_config(idx_src, tmp_path / "b", train__epochs=1, data__normalize="0.5/0.25"))
+    assert (read_record(tmp_path / "b").mean, read_record(tmp_path / "b").std) == ([0.5], [0.25])
+    with pytest.raises(TinyVisionError, match="data.normalize 'half'"):
+        fit(small_config(idx_src, tmp_path / "c", train__epochs=1, data__normalize="half"))
+
+
+def test_retarget_keeps_the_lr_continuous_and_ends_the_schedule_at_the_new_last_step():
+    sched, opt = _schedule("linear", epochs=10, spe=10)  # 100 steps, 1 -> 0
+    for _ in range(40):
+        sched.step()
+    before = opt.param_groups[0]["lr"]
+    sched.retarget(40, 160)  # the budget allows 120 more steps instead of 60
+    assert opt.param_groups[0]["lr"] == pytest.approx(before)
+    lrs = []
+    for _ in range(120):
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-9) and lrs[59] == pytest.approx(before / 2)
+    state = sched.state_dict()
+    again, opt2 = _schedule("linear", epochs=10, spe=10)
+    again.load_state_dict(state)
+    assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]

@@ -217,10 +217,11 @@ def test_compare_report(fm_run, tmp_path):
     _train(src, third, model_kw={"widths": [8], "stem": 8}, epochs=1)
     res = compare_runs([run, other, third], tmp_path / "rep" / "report.html")
     page = (tmp_path / "rep" / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 4 and len(res["images"]) == 4
+    assert page.count("data:image/png;base64,") == 5 and len(res["images"]) == 5  # 4 curves + bars
     assert all(Image.open(p).size[0] > 300 for p in res["images"])
     for r in (run, other, third):
         assert r.name in page
+    assert "training accuracy per epoch" in page or any("train_top1" in p for p in res["images"])
     # a run in progress (no summary yet) still shows
     (other / "summary.json").unlink()
     compare_runs([run, other], tmp_path / "rep2.html")
@@ -245,7 +246,7 @@ def test_compare_page_in_headless_chromium(fm_run, tmp_path):
         runs.append(tmp_path / model)
         _train(src, runs[-1], model=model, epochs=2)
     html = compare_runs(runs, tmp_path / "report.html")["html"]
-    check_page(html, tmp_path, expect_images=4)
+    check_page(html, tmp_path, expect_images=5)
 
 
 def test_bad_input_errors_name_the_file(fm_run, tmp_path, capsys):

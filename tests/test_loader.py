@@ -134,3 +134,19 @@ def test_freed_batches_are_reused_without_page_faults():
     assert ok == "True"
     assert int(untuned) > 5000  # ten batches of 3,072 pages each; 15,360 faults measured here
     assert int(tuned) < int(untuned) // 20
+
+
+def test_repeat_makes_an_epoch_several_passes():
+    import numpy as np
+
+    from tinyvision.data.dataset import Split
+    from tinyvision.data.loader import BatchLoader
+
+    s = Split("train", np.zeros((10, 2, 2, 1), np.uint8), np.arange(10))
+    one = BatchLoader(s, 5, seed=3)
+    three = BatchLoader(s, 5, seed=3, repeat=3)
+    assert len(three) == 3 * len(one) == 6
+    seen = torch.cat([y for _, y in three])
+    assert sorted(seen.tolist()) == sorted(list(range(10)) * 3)  # each image once per pass
+    assert torch.equal(seen[:10], torch.cat([y for _, y in one]))  # the first pass is the plain epoch
+    assert not torch.equal(seen[:10], seen[10:20])  # the others are permuted afresh

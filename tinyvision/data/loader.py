@@ -19,8 +19,12 @@ from tinyvision.device import keep_freed_cpu_memory
 DEVICE_MEMORY_SHARE = 0.25
 
 
-def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
-    return np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True, repeat: int = 1) -> np.ndarray:
+    """The epoch's order: `repeat` passes over the n rows, each its own permutation of (seed, epoch, pass)."""
+    if not shuffle:
+        return np.tile(np.arange(n), repeat)
+    passes = [np.random.default_rng([seed, epoch] + ([r] if r else [])).permutation(n) for r in range(repeat)]
+    return passes[0] if repeat == 1 else np.concatenate(passes)
 
 
 def batch_generator(device: torch.device, seed: int, epoch: int, batch: int, rank: int) -> torch.Generator:
@@ -49,6 +53,7 @@ class BatchLoader:
         world_size: int = 1,
         transform: Callable | None = None,
         in_memory: bool = True,
+        repeat: int = 1,
     ):
         self.split, self.batch_size = split, batch_size
         self.shuffle = shuffle
@@ -56,6 +61,7 @@ class BatchLoader:
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.device = torch.device(device)
         self.transform = transform
+        self.repeat = max(int(repeat), 1)  # passes over the split per epoch (an epoch-length multiplier)
         if self.device.type == "cpu":
             keep_freed_cpu_memory()  # every batch is a fresh tensor; see tinyvision.device
         self.epoch, self.batch_index = 0, 0
@@ -79,7 +85,7 @@ class BatchLoader:
         return True
 
     def _shard(self, epoch: int) -> np.ndarray:
-        order = epoch_order(len(self._rows), self.seed, epoch, self.shuffle)
+        order = epoch_order(len(self._rows), self.seed, epoch, self.shuffle, self.repeat)
         if self.drop_last and self.world_size > 1:
             order = order[: len(order) // self.world_size * self.world_size]  # equal steps on every rank
         return order[self.rank :: self.world_size]
@@ -88,7 +94,7 @@ class BatchLoader:
         return shard_len // self.batch_size if self.drop_last else -(-shard_len // self.batch_size)
 
     def __len__(self) -> int:
-        n, w = len(self._rows), self.world_size
+        n, w = len(self._rows) * self.repeat, self.world_size
         shard_len = n // w if self.drop_last else len(range(self.rank, n, w))  # as _shard, without the permutation
         return self._num_batches(shard_len)
 
@@ -125,6 +131,8 @@ class BatchLoader:
             idx = shard[b * self.batch_size : (b + 1) * self.batch_size]
             x, y = self._fetch(idx)
             if self.transform is not None:
+                if b == self.batch_index and hasattr(self.transform, "set_epoch"):
+                    self.transform.set_epoch(self.seed, self.epoch)
                 x = self.transform(x, batch_generator(x.device, self.seed, self.epoch, b, self.rank))
             self.batch_index += 1  # the state now names the next batch: checkpoint after the step
             yield x, y

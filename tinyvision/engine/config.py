@@ -47,6 +47,8 @@ class DataConfig:
     holdout: float = 0.0  # > 0: validate on this stratified fraction of train instead (val stays untouched)
     limit_train: int | None = None  # train on a stratified, seeded subset of this many images
     in_memory: bool = True  # gather the train split into RAM (or device memory) once
+    repeat: int = 1  # passes over train per epoch, each freshly augmented (report 000's 8x rotation expansion, online)
+    normalize: str = "dataset"  # input mean/std: dataset (its exact stats) | imagenet | "m1,m2,m3/s1,s2,s3"
 
 
 @dataclass

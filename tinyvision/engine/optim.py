@@ -62,6 +62,7 @@ class Schedule:
         self.mode = monitor_mode
         self.step_count = 0
         self.plateau_scale, self.plateau_best, self.plateau_bad = 1.0, None, 0
+        self.knots: list[tuple[int, float, float]] = []  # (step, schedule step, slope): see retarget
         self._apply()
 
     def factor(self, step: int) -> float:
@@ -105,9 +106,24 @@ class Schedule:
         self.warmup = self._warmup_steps()
         self._apply()
 
+    def retarget(self, step: int, total_steps: int) -> None:
+        """From `step` on, cover the rest of the schedule in `total_steps - step` steps instead: a
+        time budget's revised plan. The lr stays continuous; the schedule ends at the new last step."""
+        v = self.schedule_step(step)
+        self.knots.append((int(step), v, (self.total - v) / max(total_steps - step, 1)))
+        self._apply()
+
+    def schedule_step(self, step: int) -> float:
+        """Where on the schedule a step lies: itself, until a retarget maps later steps onto the rest."""
+        v = float(step)
+        for s0, v0, slope in self.knots:
+            if step >= s0:
+                v = v0 + (step - s0) * slope
+        return v
+
     @property
     def lr(self) -> float:
-        return self.base_lr * self.factor(self.step_count)
+        return self.base_lr * self.factor(self.schedule_step(self.step_count))
 
     def _apply(self) -> None:
         for g in self.optimizer.param_groups:
@@ -133,10 +149,12 @@ class Schedule:
 
     def state_dict(self) -> dict:
         return {"step_count": self.step_count, "plateau_scale": self.plateau_scale,
-                "plateau_best": self.plateau_best, "plateau_bad": self.plateau_bad}
+                "plateau_best": self.plateau_best, "plateau_bad": self.plateau_bad,
+                "knots": [list(k) for k in self.knots]}
 
     def load_state_dict(self, state: dict) -> None:
         self.step_count = int(state["step_count"])
         self.plateau_scale, self.plateau_best = float(state["plateau_scale"]), state["plateau_best"]
         self.plateau_bad = int(state["plateau_bad"])
+        self.knots = [(int(s), float(v), float(k)) for s, v, k in state.get("knots", [])]
         self._apply()

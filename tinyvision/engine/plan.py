@@ -13,11 +13,13 @@ run out before the planned steps are done, training stops early enough for the f
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from tinyvision.errors import TinyVisionError
 
 SAFETY = 0.025  # share of the budget left unplanned: checkpoints, epoch changes, timing noise
+REVISE_AT = (0.25, 0.5, 0.75, 0.9)  # shares of the planned steps (from the plan on) at which it is revised
+REVISE_MIN = 0.01  # a revision changes the plan only when it moves the last step by more than this share
 
 
 @dataclass
@@ -29,9 +31,26 @@ class Plan:
     eval_s: float  # measured seconds per val pass
     made_at_step: int
     made_at_s: float  # budget seconds spent when the plan was made
+    train_s: float = 0.0  # seconds of training steps done when it was made (or last revised)
+    revisions: list = field(default_factory=list)  # [{at_step, total_steps, epochs, steps_per_s}, ...]
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def checks(self) -> list[int]:
+        """The steps at which the plan is looked at again (fixed when it is made: same on every resume)."""
+        span = self.first_total - self.made_at_step
+        return [self.made_at_step + max(1, int(f * span)) for f in REVISE_AT]
+
+    @property
+    def first_total(self) -> int:
+        return self.revisions[0]["from_total"] if self.revisions else self.total_steps
+
+    def last_check(self) -> tuple[int, float]:
+        """(step, training seconds) where the speed was last measured from."""
+        if self.revisions:
+            return self.revisions[-1]["at_step"], self.revisions[-1]["train_s"]
+        return self.made_at_step, self.train_s
 
     def step_done(self, step: int) -> bool:
         return step >= self.total_steps
@@ -95,4 +114,22 @@ class Planner:
         rate = (step - self._start[0]) / max(train_s - self._start[1], 1e-9)
         total, epochs = plan_steps(self.budget_s, spent_s, step, epochs_done, self.steps_per_epoch, rate, eval_s,
                                    final_extra_s=final_extra_s)
-        return Plan(self.budget_s, total, epochs, rate, eval_s, step, spent_s)
+        return Plan(self.budget_s, total, epochs, rate, eval_s, step, spent_s, train_s)
+
+
+def revise(plan: Plan, step: int, spent_s: float, train_s: float, epochs_done: int, steps_per_epoch: int,
+           eval_s: float, final_extra_s: float) -> int | None:
+    """At one of plan.checks(): the new last step from the speed measured since the last look,
+    recorded in the plan, or None when it moves by less than REVISE_MIN of the steps still to take."""
+    s0, t0 = plan.last_check()
+    rate = (step - s0) / max(train_s - t0, 1e-9)
+    total, epochs = plan_steps(plan.budget_s, spent_s, step, epochs_done, steps_per_epoch, rate, eval_s,
+                               final_extra_s=final_extra_s)
+    moved = abs(total - plan.total_steps) > REVISE_MIN * max(plan.total_steps - step, 1)
+    plan.revisions.append({"at_step": step, "train_s": train_s, "steps_per_s": rate, "from_total": plan.total_steps,
+                           "total_steps": total if moved else plan.total_steps,
+                           "epochs": epochs if moved else plan.epochs})
+    if not moved:
+        return None
+    plan.total_steps, plan.epochs = total, epochs
+    return total

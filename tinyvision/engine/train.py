@@ -20,7 +20,7 @@ from torch import nn
 from tinyvision.atomic import write_text
 from tinyvision.checkpoint import load_checkpoint, save_checkpoint
 from tinyvision.data import prepare
-from tinyvision.data.augment import build_augment
+from tinyvision.data.augment import build_augment, parse_policy
 from tinyvision.data.loader import BatchLoader, batch_generator
 from tinyvision.device import precision_name, resolve_channels_last, resolve_device, resolve_precision
 from tinyvision.engine.config import Config, save_config
@@ -30,7 +30,7 @@ from tinyvision.engine.loop import autocast, evaluate, topk_correct, train_loss
 from tinyvision.engine.mixing import mix_batch
 from tinyvision.engine.monitor import Monitor
 from tinyvision.engine.optim import Schedule, build_optimizer
-from tinyvision.engine.plan import Plan, Planner
+from tinyvision.engine.plan import Plan, Planner, revise
 from tinyvision.engine.rng import rng_state, set_rng_state
 from tinyvision.engine.runlog import Meter, RunLog
 from tinyvision.engine.transfer import (HeadOnly, depth_groups, feature_splits, freeze_batchnorm,
@@ -78,10 +78,31 @@ def check_input_size(name: str, size: int) -> None:
         raise TinyVisionError(f"model {name} needs inputs of at least {entry.min_size} px, the data gives {size} px")
 
 
-def normalization(model_name: str, ds, tr) -> tuple[tuple, tuple]:
-    """The dataset's mean/std, or the pretrained backbone's own (what its weights expect)."""
-    if tr.normalize == "dataset" or (tr.normalize == "auto" and not tr.pretrained):
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def data_normalization(spec: str, ds) -> tuple[tuple, tuple]:
+    """data.normalize: the dataset's own statistics, ImageNet's (as seed report 002 used), or given numbers."""
+    if spec == "dataset":
         return tuple(ds.mean), tuple(ds.std)
+    if spec == "imagenet":
+        mean, std = IMAGENET_STATS
+    else:
+        try:
+            mean, std = (tuple(float(v) for v in part.split(",")) for part in spec.split("/"))
+        except ValueError:
+            raise TinyVisionError(f"data.normalize {spec!r}: dataset, imagenet, or 'm1,m2,m3/s1,s2,s3'") from None
+    if len(mean) == 1 and ds.channels > 1 or len(mean) == 3 and ds.channels == 1:  # ImageNet's for gray: their average
+        mean, std = (sum(mean) / len(mean),) * ds.channels, (sum(std) / len(std),) * ds.channels
+    if len(mean) != ds.channels or len(std) != ds.channels or min(std) <= 0:
+        raise TinyVisionError(f"data.normalize {spec!r}: needs {ds.channels} means and {ds.channels} positive stds")
+    return mean, std
+
+
+def normalization(model_name: str, ds, tr, data_spec: str = "dataset") -> tuple[tuple, tuple]:
+    """data.normalize's mean/std, or the pretrained backbone's own (what its weights expect)."""
+    if tr.normalize == "dataset" or (tr.normalize == "auto" and not tr.pretrained):
+        return data_normalization(data_spec, ds)
     norm = get_entry(model_name).normalization
     if not norm:
         raise TinyVisionError(f"model {model_name} does not say how its weights normalize inputs; "
@@ -140,6 +161,7 @@ class Run:
     budget_before: float = 0.0  # budgeted seconds spent by earlier segments
     data_seconds: float = 0.0  # seconds this segment spent building or opening the cache (not budgeted)
     cut: bool = False  # the deadline stopped training before the planned steps were done
+    last_eval_s: float | None = None  # how long this segment's last val pass took
 
     @property
     def ckpt_dir(self) -> Path:
@@ -207,7 +229,7 @@ class Run:
 
     def set_plan(self, plan: Plan) -> None:
         self.plan, self.planner = plan, None
-        self.schedule.set_total(plan.total_steps)
+        self.schedule.set_total(plan.first_total)  # revisions live in the schedule's own knots
 
     def make_plan(self, train_seconds: float) -> None:
         """Measure a val pass on a few batches, then fix the steps (rank 0 decides, all ranks follow)."""
@@ -229,6 +251,24 @@ class Run:
         self.log.print(f"time budget {plan.budget_s:.0f} s: {plan.steps_per_s:.2f} steps/s measured, val pass "
                        f"{plan.eval_s:.1f} s; planned {plan.total_steps} steps ({plan.epochs} epochs) "
                        f"after {plan.made_at_s:.0f} s")
+
+    def revise_plan(self, train_seconds: float) -> None:
+        """At one of the plan's check steps: re-measure the speed since the last look and move the
+        last step (and the schedule's end with it, continuously) if the budget asks for it."""
+        eval_s = self.last_eval_s or self.plan.eval_s
+        before = self.plan.total_steps
+        if self.dist.main:
+            revise(self.plan, self.step, self.budget_spent(), train_seconds, self.epoch, len(self.train_loader), eval_s,
+                   eval_s if self.cfg.train.tta else 0.0)
+        if self.dist.enabled:  # rank 0's revision for every rank
+            v = torch.tensor([self.plan.total_steps, self.plan.epochs] if self.dist.main else [0, 0],
+                             dtype=torch.float64, device=self.device)
+            self.plan.total_steps, self.plan.epochs = (int(x) for x in self.dist.sum(v).tolist())
+        if self.plan.total_steps != before:
+            self.schedule.retarget(self.step, self.plan.total_steps)
+            self.log.write({"type": "plan", "step": self.step, **self.plan.to_dict()}, "plan")
+            self.log.print(f"time budget: revised at step {self.step}: {self.plan.total_steps} steps "
+                           f"({self.plan.epochs} epochs), was {before}")
 
     def out_of_time(self) -> bool:
         """Past the plan's last step, or the budget would not leave time for the final val pass."""
@@ -323,6 +363,8 @@ def train_one_epoch(run: Run) -> dict:
             if run.dist.any(run.dist.main and run.planner.observe(run.step, trained, run.budget_spent()), run.device):
                 run.make_plan(trained)
                 _train_mode(run)  # the val batches timed for the plan ran in eval mode
+        elif run.plan is not None and run.step in run.plan.checks():
+            run.revise_plan(run.train_seconds + clock() - t_start)
         if saving:
             run.save(("last",), meter)
         if run.stop_requested():
@@ -362,7 +404,10 @@ def train_epochs(run: Run, head_model: nn.Module | None) -> str:
             eval_model = HeadOnly(eval_model)
         final = run.cut or (run.plan.step_done(run.step) if run.plan is not None else
                             run.planner is None and run.epoch + 1 >= run.epochs)
+        t_eval = run.hooks.clock()
         val = evaluate(eval_model, run.val_loader, run.amp_dtype, run.dist, tta=t.tta and final)
+        if not final:  # a plain pass: what the plan's next revision counts per epoch
+            run.last_eval_s = run.hooks.clock() - t_eval
         run.epoch += 1
         run.last_val = {"top1": val["top1"], "top5": val["top5"], "loss": val["loss"], "n": val["n"], "epoch": run.epoch}
         run.schedule.epoch_end(monitor.value(val))
@@ -408,6 +453,7 @@ def _fit(cfg: Config, resume: bool, dist: Dist, hooks: FitHooks, started: float)
     if cfg.transfer.mode == "gradual" and dist.enabled:
         raise TinyVisionError("gradual unfreezing changes which parameters train, which DDP cannot follow; "
                               "run it in one process, or use transfer.mode=full with transfer.lr_decay")
+    parse_policy(cfg.augment.policy)  # a typo in the policy fails here, before any cache or run dir work
     device, amp_dtype, channels_last = setup_device(t, dist)
     run_dir, ckpt, resume = open_run_dir(cfg, resume, dist)
     t_data = hooks.clock()
@@ -494,7 +540,7 @@ def build_model(cfg: Config, ds, train_split, val_name: str, ckpt: dict | None, 
     elif ckpt is not None:
         first = ckpt.get("record", {})
         loaded = {"source": first.get("pretrained", ""), "head": first.get("pretrained_head", "")}
-    mean, std = normalization(cfg.model.name, ds, tr)
+    mean, std = normalization(cfg.model.name, ds, tr, cfg.data.normalize)
     if ckpt is None and hasattr(model, "init_from_data"):
         rows = train_split.rows[:INIT_IMAGES]
         x = torch.from_numpy(np.ascontiguousarray(train_split.images[rows])).permute(0, 3, 1, 2)
@@ -528,7 +574,8 @@ def build_loaders(cfg: Config, ds, model, record: RunRecord, train_split, val_sp
                                   record.channels_last)
         val_aug = eval_aug
     train_loader = BatchLoader(train_split, t.batch_size, shuffle=True, seed=t.seed, device=device, rank=dist.rank,
-                               world_size=dist.world_size, transform=train_aug, in_memory=cfg.data.in_memory)
+                               world_size=dist.world_size, transform=train_aug, in_memory=cfg.data.in_memory,
+                               repeat=cfg.data.repeat)
     if len(train_loader) == 0:
         raise TinyVisionError(f"train split has {len(train_split)} images, fewer than one batch of {t.batch_size}"
                               + (f" per process ({dist.world_size})" if dist.enabled else ""))

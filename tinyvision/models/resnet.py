@@ -1,7 +1,10 @@
 """ResNet-18/34/50/101 (torchvision's definitions) with a small-image stem, and pre-activation ResNet.
 
 Small stem (default): 3x3 stride-1 conv and no max-pool, so a 32 px input reaches the last stage at
-4x4 rather than 1x1. `stem="imagenet"` keeps torchvision's 7x7/2 conv + max-pool.
+4x4 rather than 1x1. `stem="imagenet"` keeps torchvision's 7x7/2 conv + max-pool. `stem="3x3x3"`
+is seed report 003's: "instead of using a large 7x7 convolution in the beginning, we use a stack of
+three 3x3 convolutions" (ResNet-C of Bag of Tricks; widths 32, 32, 64 assumed, stride 1 and no
+max-pool as the small stem, for 28-32 px inputs).
 """
 from __future__ import annotations
 
@@ -18,6 +21,13 @@ IMAGENET_NORMALIZATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0
 def _adapt_stem(model: nn.Module, in_chans: int, stem: str) -> nn.Module:
     if stem == "small":
         model.conv1 = nn.Conv2d(in_chans, 64, 3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    elif stem == "3x3x3":
+        layers, c = [], in_chans
+        for w in (32, 32):
+            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            c = w
+        model.conv1 = nn.Sequential(*layers, nn.Conv2d(c, 64, 3, padding=1, bias=False))  # bn1 + relu follow
         model.maxpool = nn.Identity()
     elif in_chans != 3:
         model.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)

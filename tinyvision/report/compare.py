@@ -141,6 +141,8 @@ def compare_runs(run_dirs, out) -> dict:
                        "val loss", out.parent / f"{stem}-{tag}-val_loss.png", mark_overfit=True),
             _fig_lines(recs, "epoch", "val_top1", "epochs", f"{ds}: val top-1 per epoch", "val top-1",
                        out.parent / f"{stem}-{tag}-val_top1.png"),
+            _fig_lines(recs, "epoch", "train_top1", "epochs", f"{ds}: training accuracy per epoch (augmented batches)",
+                       "train top-1", out.parent / f"{stem}-{tag}-train_top1.png"),
             _fig_bars(recs, out.parent / f"{stem}-{tag}-best_top1.png"),
         ]
         images += figs

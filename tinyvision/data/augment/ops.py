@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -304,12 +305,45 @@ class AutoContrast(PixelOp):
 @register("switch-off")
 @dataclass
 class SwitchOff:
-    """Zero a random fraction `p` of the (channel, pixel) values: seed report 000's 'switching off pixels'."""
+    """Switch off a random fraction `p` of the (channel, pixel) values: seed report 000's
+    'switching off pixels'. per="sample" draws a mask per image and batch; per="epoch" one
+    (C, H, W) mask for every image of an epoch, as the report did ("a 3-D tensor of 5% zeros was
+    created at random every single epoch and then multiplied by the input images"). fill="zero"
+    makes the values black; fill="mean" makes them the dataset mean, i.e. 0 in the normalized
+    input the report multiplied."""
 
     p: float = 0.05
+    per: str = "sample"  # sample | epoch
+    fill: str = "zero"  # zero | mean
+
+    def __post_init__(self):
+        if self.per not in ("sample", "epoch") or self.fill not in ("zero", "mean"):
+            raise TypeError(f"switch-off: per must be sample or epoch, fill zero or mean (got {self.per!r}, {self.fill!r})")
+        self._epoch = (0, 0)  # (seed, epoch), set by the loader through Augment.set_epoch
+        self._mask = None
+        self._mean = None
+
+    def bind_stats(self, mean, std) -> None:
+        self._mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        if self._epoch != (seed, epoch):
+            self._epoch, self._mask = (seed, epoch), None
+
+    def _epoch_mask(self, x):
+        shape = tuple(x.shape[1:])
+        if self._mask is None or self._mask.shape != shape or self._mask.device != x.device:
+            g = torch.Generator(device=x.device)
+            g.manual_seed(int(np.random.SeedSequence([*self._epoch, 0x5F0FF]).generate_state(1)[0]))
+            self._mask = torch.rand(shape, generator=g, device=x.device) >= self.p
+        return self._mask
 
     def __call__(self, x, g):
-        return x * (torch.rand(x.shape, generator=g, device=x.device) >= self.p)
+        keep = self._epoch_mask(x) if self.per == "epoch" else torch.rand(x.shape, generator=g, device=x.device) >= self.p
+        if self.fill == "zero":
+            return x * keep
+        mean = (self._mean if self._mean is not None else torch.zeros(1, x.shape[1], 1, 1)).to(x.device, x.dtype)
+        return torch.where(keep, x, mean)
 
 
 def _box_mask(n, h, w, y0, x0, y1, x1, device):

@@ -47,6 +47,15 @@ class Augment:
         self.stages = group_geometry(self.ops) + ([Resize(size)] if size else [])
         self.mean, self.std = tuple(mean), tuple(std)
         self.channels_last = channels_last
+        for op in self.ops:  # ops that work relative to the normalization (switch-off's fill=mean)
+            if hasattr(op, "bind_stats"):
+                op.bind_stats(self.mean, self.std)
+
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        """The loader says which epoch is starting (ops with one draw per epoch use it)."""
+        for op in self.ops:
+            if hasattr(op, "set_epoch"):
+                op.set_epoch(seed, epoch)
 
     def __call__(self, x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format

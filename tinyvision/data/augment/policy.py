@@ -13,10 +13,12 @@ PRESETS = {
     "none": "",
     "flip": "flip",
     "standard": "crop:padding={pad},flip",
-    "seed000-switchoff": "switch-off:p=0.05",
+    "seed000-switchoff": "switch-off:p=0.05:per=epoch:fill=mean",  # one mask per epoch, on the normalized input
     "seed000-rotflip": "rotate-choice,flip",
     "seed001": "flip,translate:fraction=0.1,rotate:degrees=15,contrast:strength=0.3",
     "seed002": "rrc,flip,rotate:degrees=18",
+    # report 003: "random rotation, color jittering, and flipping" (magnitudes not given: assumed)
+    "seed003": "rotate:degrees=15,brightness:strength=0.2,contrast:strength=0.2,saturation:strength=0.2,flip",
     "trivialaugment": "crop:padding={pad},flip,trivialaugment",
     "randaugment": "crop:padding={pad},flip,randaugment",
     "strong": "crop:padding={pad},flip,trivialaugment,erase:p=0.25",
