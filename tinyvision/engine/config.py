@@ -56,6 +56,8 @@ class ModelConfig:
     name: str = "quicknet"  # a registered model (`tinyvision models list`)
     kwargs: dict = field(default_factory=dict)  # extra builder arguments, e.g. {dropout: 0.5}
     aux_weight: float = 0.3  # weight of auxiliary heads' losses (GoogLeNet), as in Szegedy et al.
+    head: list = field(default_factory=list)  # hidden widths of a dense head replacing the classifier, e.g. [1024]
+    head_dropout: float = 0.5  # dropout after each hidden layer of that head
 
 
 @dataclass
@@ -108,6 +110,8 @@ class TransferConfig:
     unfreeze: list = field(default_factory=list)  # gradual: epochs at which the next depth group unfreezes
     lr_decay: float = 1.0  # discriminative lr: a group k steps below the head gets lr * lr_decay ** k
     freeze_bn: bool = False  # keep every batch-norm's running statistics (frozen groups' always are)
+    freeze_first: int = 0  # keep the first N layers frozen (modules with parameters, in order: convs, norms,
+    # linears; their BN statistics too), as report 004 froze 16 of its backbone
     normalize: str = "auto"  # auto | dataset | backbone: mean/std; auto = the backbone's when pretrained
 
 

@@ -33,10 +33,11 @@ from tinyvision.engine.optim import Schedule, build_optimizer
 from tinyvision.engine.plan import Plan, Planner, revise
 from tinyvision.engine.rng import rng_state, set_rng_state
 from tinyvision.engine.runlog import Meter, RunLog
-from tinyvision.engine.transfer import (HeadOnly, depth_groups, feature_splits, freeze_batchnorm,
+from tinyvision.engine.transfer import (HeadOnly, depth_groups, feature_splits, first_layers, freeze_batchnorm,
                                         param_groups_by_depth, set_trainable, trainable_depth)
 from tinyvision.errors import TinyVisionError
 from tinyvision.models import create_model, summarize
+from tinyvision.models.heads import dense_head
 from tinyvision.models.pretrained import load_pretrained
 from tinyvision.models.registry import get_entry
 from tinyvision.runs import RunRecord, claim_run_dir, default_run_dir, write_record
@@ -398,6 +399,12 @@ def train_epochs(run: Run, head_model: nn.Module | None) -> str:
         if tr.mode != "full":
             depth = trainable_depth(run.epoch, tr.unfreeze, tr.mode, len(depth_groups(run.model)))
             run.trainable = set(set_trainable(run.model, depth))
+        if tr.freeze_first:  # the first layers stay frozen whatever the mode unfreezes
+            frozen = first_layers(run.model, tr.freeze_first)
+            for name, p in run.model.named_parameters():
+                if name in frozen:
+                    p.requires_grad_(False)
+            run.trainable = (run.trainable or {n for n, _ in run.model.named_parameters()}) - frozen
         train = train_one_epoch(run)
         eval_model = run.ema.module if run.ema is not None else run.model
         if head_model is not None:
@@ -534,12 +541,17 @@ def build_model(cfg: Config, ds, train_split, val_name: str, ckpt: dict | None, 
     check_input_size(cfg.model.name, size)
     torch.manual_seed(t.seed)
     model = create_model(cfg.model.name, num_classes=ds.num_classes, in_chans=ds.channels, **cfg.model.kwargs)
+    dense_head(model, cfg.model.head, cfg.model.head_dropout)  # model.head: a dense head for the classifier
     loaded = {}
-    if tr.pretrained and ckpt is None:
+    if tr.pretrained and ckpt is None:  # a checkpoint with the same dense head loads it; other weights leave it new
         loaded = load_pretrained(model, tr.pretrained, list(ds.class_ids), model_name=cfg.model.name)
     elif ckpt is not None:
         first = ckpt.get("record", {})
         loaded = {"source": first.get("pretrained", ""), "head": first.get("pretrained_head", "")}
+    if tr.freeze_first:  # before the optimizer is built, which takes only what trains
+        frozen = first_layers(model, tr.freeze_first)
+        for name, p in model.named_parameters():
+            p.requires_grad_(p.requires_grad and name not in frozen)
     mean, std = normalization(cfg.model.name, ds, tr, cfg.data.normalize)
     if ckpt is None and hasattr(model, "init_from_data"):
         rows = train_split.rows[:INIT_IMAGES]
@@ -549,7 +561,8 @@ def build_model(cfg: Config, ds, train_split, val_name: str, ckpt: dict | None, 
     record = RunRecord(
         dataset=ds.name, model=cfg.model.name, num_classes=ds.num_classes, in_chans=ds.channels,
         class_ids=list(ds.class_ids), class_names=list(ds.class_names), mean=list(mean), std=list(std),
-        image_size=size, cache_size=ds.image_size[0], model_kwargs=cfg.model.kwargs, params=facts["params"],
+        image_size=size, cache_size=ds.image_size[0], model_kwargs=cfg.model.kwargs, head=list(cfg.model.head),
+        head_dropout=cfg.model.head_dropout, params=facts["params"],
         macs=facts["macs"], precision=precision_name(amp_dtype), channels_last=channels_last,
         eval_batch_size=t.eval_batch_size, val_split=val_name, holdout=cfg.data.holdout, split_seed=t.seed,
         cache=str(ds.path), source=cfg.data.source, cache_dir=cfg.data.cache_dir, prepare_size=cfg.data.image_size,

@@ -78,6 +78,20 @@ def set_trainable(model: nn.Module, depth: int) -> list[str]:
     return on
 
 
+def first_layers(model: nn.Module, n: int) -> set[str]:
+    """Parameter names of the first `n` layers: modules holding parameters of their own (convs,
+    norms, linears), in the order the model registers them, which is its forward order for the
+    networks here. As Keras' "the first N layers", minus the layers without weights."""
+    names = []
+    for mod_name, m in model.named_modules():
+        own = [f"{mod_name}.{p}" if mod_name else p for p, _ in m.named_parameters(recurse=False)]
+        if own:
+            names.append(own)
+        if len(names) == n:
+            break
+    return {p for group in names for p in group}
+
+
 def freeze_batchnorm(model: nn.Module, frozen_names: set[str] | None = None) -> None:
     """Put batch-norm layers in eval mode (running statistics kept); all of them, or those whose
     parameters are frozen when `frozen_names` is given. Call after model.train()."""

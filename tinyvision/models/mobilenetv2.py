@@ -8,7 +8,8 @@ from torchvision.models import mobilenetv2 as tvm
 from tinyvision.models.registry import register_model
 
 
-@register_model("mobilenetv2", min_size=28, family="mobilenet")
+@register_model("mobilenetv2", min_size=28, family="mobilenet", torchvision_arch="mobilenet_v2",
+                normalization={"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)})
 def mobilenetv2(num_classes=1000, in_chans=3, stem="small", width_mult=1.0):
     model = tvm.mobilenet_v2(num_classes=num_classes, width_mult=width_mult)
     first = model.features[0][0]

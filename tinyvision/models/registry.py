@@ -45,10 +45,17 @@ def register_model(name: str, *, input_sizes=None, min_size: int = 28, family: s
 
 
 def get_entry(name: str) -> ModelEntry:
+    """The registered model, else timm's architecture of that name (models/timm_models.py)."""
     if name not in _MODELS:
+        from tinyvision.models.timm_models import timm_entry
+
+        entry = timm_entry(name)
+        if entry is not None:
+            return entry
         close = difflib.get_close_matches(name, list(_MODELS), n=5, cutoff=0.4)
         hint = f"; closest: {', '.join(close)}" if close else ""
-        raise TinyVisionError(f"unknown model {name!r}{hint}. `tinyvision models list` shows all {len(_MODELS)}")
+        raise TinyVisionError(f"unknown model {name!r}{hint}. `tinyvision models list` shows all {len(_MODELS)}"
+                              " (and any timm architecture name works)")
     return _MODELS[name]
 
 

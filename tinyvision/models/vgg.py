@@ -45,7 +45,10 @@ class VGG(nn.Module):
         return self.classifier(self.pool(self.features(x)))
 
 
-for _d in (11, 13, 16, 19):
+IMAGENET_NORMALIZATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+
+for _d in (11, 13, 16, 19):  # `--pretrained true` (with stem="imagenet"): torchvision's weights of the same name
     for _suffix, _norm in (("", None), ("_bn", "before"), ("_bn_relu_first", "after")):
-        register_model(f"vgg{_d}{_suffix}", min_size=32, family="vgg")(
+        register_model(f"vgg{_d}{_suffix}", min_size=32, family="vgg", normalization=IMAGENET_NORMALIZATION,
+                       torchvision_arch=None if _norm == "after" else f"vgg{_d}{_suffix}")(
             lambda num_classes=1000, in_chans=3, _d=_d, _n=_norm, **kw: VGG(_d, num_classes, in_chans, _n, **kw))
