@@ -146,3 +146,57 @@ def flat_folder_tree(root: Path, classes=("cat", "dog"), per_class: int = 3, siz
         for i in range(per_class):
             Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / c / f"{i}.jpg")
     return root
+
+
+IMAGENET_WNIDS = ["n01440764", "n01443537", "n01484850"]
+IMAGENET_WORDS = {"n01440764": "tench, Tinca tinca", "n01443537": "goldfish, Carassius auratus",
+                  "n01484850": "great white shark, white shark"}
+
+
+def ilsvrc_tree(root: Path, per_class: int = 3, n_val: int = 6, devkit: bool = False, size: int = 20) -> Path:
+    """The ILSVRC-2012 layout: train/<wnid>/<wnid>_<i>.JPEG, flat val/ labelled by LOC_val_solution.csv
+    (or by the devkit's ground truth + meta.mat), LOC_synset_mapping.txt, an unlabeled test/."""
+    rng = np.random.default_rng(6)
+    root = Path(root)
+    for ci, w in enumerate(IMAGENET_WNIDS):
+        (root / "train" / w).mkdir(parents=True)
+        for i in range(per_class):
+            arr = np.full((size + i, size, 3), 60 * ci, np.uint8) + rng.integers(0, 30, (size + i, size, 3), dtype=np.uint8)
+            (root / "train" / w / f"{w}_{i}.JPEG").write_bytes(_jpeg(arr))
+    (root / "val").mkdir()
+    labels = [IMAGENET_WNIDS[i % 3] for i in range(n_val)][::-1]
+    for i in range(n_val):
+        arr = np.full((size, size + 3, 3), 60 * IMAGENET_WNIDS.index(labels[i]), np.uint8)
+        (root / "val" / f"ILSVRC2012_val_{i + 1:08d}.JPEG").write_bytes(_jpeg(arr))
+    (root / "test").mkdir()
+    (root / "test" / "ILSVRC2012_test_00000001.JPEG").write_bytes(_jpeg(np.zeros((size, size, 3), np.uint8)))
+    (root / "LOC_synset_mapping.txt").write_text("".join(f"{w} {IMAGENET_WORDS[w]}\n" for w in IMAGENET_WNIDS))
+    if devkit:
+        from scipy.io import savemat
+
+        d = root / "ILSVRC2012_devkit_t12" / "data"
+        d.mkdir(parents=True)
+        ids = {w: k for k, w in zip((3, 1, 2), IMAGENET_WNIDS)}  # ILSVRC2012_IDs are not the sorted order
+        (d / "ILSVRC2012_validation_ground_truth.txt").write_text("".join(f"{ids[w]}\n" for w in labels))
+        synsets = np.zeros(3, dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O")])
+        for j, w in enumerate(IMAGENET_WNIDS):
+            synsets[j] = (ids[w], w, IMAGENET_WORDS[w])
+        savemat(d / "meta.mat", {"synsets": synsets})
+    else:
+        rows = "".join(f"ILSVRC2012_val_{i + 1:08d},{w} 1 2 10 12 {w} 3 3 9 9\n" for i, w in enumerate(labels))
+        (root / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + rows)
+    return root
+
+
+def downsampled_imagenet(root: Path, side: int = 8, per_batch: int = 5, batches: int = 2) -> Path:
+    """The downsampled ImageNet .npz batches: data (N, 3*S*S) as R, G, B planes, labels 1-based."""
+    rng = np.random.default_rng(7)
+    root = Path(root)
+    root.mkdir(parents=True)
+    for b in range(1, batches + 1):
+        labels = [(b * per_batch + i) % 1000 + 1 for i in range(per_batch)]
+        np.savez(root / f"train_data_batch_{b}.npz", data=rng.integers(0, 256, (per_batch, 3 * side * side), dtype=np.uint8),
+                 labels=labels, mean=np.zeros(3 * side * side))
+    np.savez(root / "val_data.npz", data=rng.integers(0, 256, (4, 3 * side * side), dtype=np.uint8), labels=[1, 2, 3, 1000])
+    (root / "map_clsloc.txt").write_text("n02119789 1 kit_fox\nn02100735 2 English_setter\n")
+    return root

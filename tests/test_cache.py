@@ -113,3 +113,30 @@ def test_stratified_count_exact(tiny_tree):
     ds = prepare("tiny-imagenet", tiny_tree, progress=False)
     sub, _ = ds.split("train").stratified(count=7, seed=0)
     assert len(sub) == 7 and set(np.bincount(sub.targets)) <= {2, 3}
+
+
+def test_streamed_build_in_chunks_equals_decoding_everything(tmp_path, monkeypatch):
+    """The cache streams each split to disk a chunk at a time (here 4 images), decoded in worker
+    processes with a bounded number in flight; the result is what decoding all at once gives,
+    --skip-bad shrinks the written file's row count, and the file is a plain .npy."""
+    import tinyvision.data.decode as decode
+    from tinyvision.data.archive import Source
+    from tinyvision.data.cache import NpyWriter
+
+    monkeypatch.setattr(decode, "CHUNK", 4)
+    src = fixtures.folder_tree(tmp_path / "f", classes=("a", "b", "c"), per_class=5, splits=("train",))
+    (src / "train" / "b" / "b_2.png").write_bytes(b"not a png")  # one unreadable file, mid-chunk
+    ds = prepare("folder", src, skip_bad=True, workers=2, progress=False)
+    names = sorted(str(p.relative_to(src)) for p in src.rglob("*.png"))
+    ref, keep, bad = decode.decode_images(Source(src), names, workers=1, skip_bad=True)
+    tr = ds.split("train")
+    assert len(tr) == 14 and keep.sum() == 14 and len(bad) == 1 and "b_2.png" in ds.info()["skipped"][0]
+    np.testing.assert_array_equal(np.asarray(tr.images), ref)
+    assert tr.labels.tolist() == [0] * 5 + [1] * 4 + [2] * 5 and "train/b/b_2.png" not in tr.files
+    assert np.load(ds.path / "train.images.npy", mmap_mode="r").shape == (14, 24, 24, 3)
+    w = NpyWriter(tmp_path / "x.npy", np.uint8)  # appended chunks, header written at the end
+    for i in range(3):
+        w.append(np.full((i + 1, 2, 2, 1), i, np.uint8))
+    assert w.close() == (6, 2, 2, 1)
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), np.repeat(np.arange(3), [1, 2, 3]).reshape(6, 1, 1, 1)
+                                  * np.ones((6, 2, 2, 1), np.uint8))

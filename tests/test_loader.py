@@ -150,3 +150,35 @@ def test_repeat_makes_an_epoch_several_passes():
     assert sorted(seen.tolist()) == sorted(list(range(10)) * 3)  # each image once per pass
     assert torch.equal(seen[:10], torch.cat([y for _, y in one]))  # the first pass is the plain epoch
     assert not torch.equal(seen[:10], seen[10:20])  # the others are permuted afresh
+
+
+def test_streaming_from_the_cache_file_gives_the_same_batches(tmp_path):
+    """in_memory=False reads each batch from the memmapped file (sorted runs, os.pread, a
+    read-ahead thread); the batches are those of the in-RAM path, and resume works the same."""
+    from tinyvision.data.dataset import read_rows
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (50, 4, 4, 3), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", arr)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    rows = np.array([7, 3, 4, 5, 40, 0, 3])
+    np.testing.assert_array_equal(read_rows(mm, rows), arr[rows])
+    s = Split("train", mm, np.arange(50) % 5)
+    ram, disk = BatchLoader(s, 8, seed=1, in_memory=True), BatchLoader(s, 8, seed=1, in_memory=False)
+    assert ram.in_memory and not disk.in_memory
+    for epoch in (0, 1):
+        ram.set_epoch(epoch), disk.set_epoch(epoch)
+        for (xa, ya), (xb, yb) in zip(ram, disk):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    disk.set_epoch(2)
+    it = iter(disk)
+    next(it), next(it)
+    state = disk.state_dict()
+    rest = [y for _, y in it]
+    again = BatchLoader(s, 8, seed=1, in_memory=False)
+    again.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(rest, [y for _, y in again]))
+    view = s.view("v", np.array([1, 5, 9, 30]))  # a view streams its own rows only
+    assert torch.equal(next(iter(BatchLoader(view, 4, shuffle=False, in_memory=False)))[0].permute(0, 2, 3, 1),
+                       torch.from_numpy(arr[[1, 5, 9, 30]]))
+    assert BatchLoader(s, 8, in_memory=None).in_memory  # auto: 2.4 kB fits

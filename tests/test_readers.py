@@ -5,6 +5,7 @@ import fixtures
 from tinyvision.data import prepare
 from tinyvision.data.archive import Source
 from tinyvision.data.readers.idx import FASHION_CLASSES
+from tinyvision.errors import TinyVisionError
 
 
 def test_tiny_imagenet_folder(tiny_tree):
@@ -105,3 +106,38 @@ def test_source_lists_members_without_junk(tiny_zip):
     assert s.kind == "zip"
     assert not any(n.endswith(".DS_Store") for n in s.names())
     assert s.find("wnids.txt") == "tiny-imagenet-200/wnids.txt"
+
+
+@pytest.mark.parametrize("devkit", [False, True], ids=["LOC_val_solution.csv", "devkit ground truth + meta.mat"])
+def test_ilsvrc2012_layout(tmp_path, devkit):
+    if devkit:
+        pytest.importorskip("scipy")
+    src = fixtures.ilsvrc_tree(tmp_path / "ILSVRC", devkit=devkit)
+    ds = prepare("imagenet", src, image_size=16, progress=False)
+    assert ds.class_ids == fixtures.IMAGENET_WNIDS and ds.class_names == ["tench", "goldfish", "great white shark"]
+    assert ds.meta["splits"] == {"train": 9, "val": 6, "test": 1} and ds.image_size == (16, 16)
+    val = ds.split("val")
+    truth = [fixtures.IMAGENET_WNIDS[i % 3] for i in range(6)][::-1]  # as the fixture labelled them
+    assert [ds.class_ids[l] for l in val.labels] == truth
+    means = np.asarray(val.images, dtype=np.float64).mean((1, 2, 3))  # each val image is its class's grey
+    assert np.allclose(means, [60 * fixtures.IMAGENET_WNIDS.index(w) for w in truth], atol=2)
+    assert not ds.split("test").labeled and ds.val_split == "val"
+
+
+def test_ilsvrc2012_missing_labels_say_what_to_add(tmp_path):
+    src = fixtures.ilsvrc_tree(tmp_path / "ILSVRC")
+    (src / "LOC_val_solution.csv").unlink()
+    with pytest.raises(TinyVisionError, match="no labels: put LOC_val_solution.csv"):
+        prepare("imagenet", src, image_size=16, progress=False)
+
+
+def test_downsampled_imagenet_npz(tmp_path):
+    src = fixtures.downsampled_imagenet(tmp_path / "Imagenet8", side=8)
+    ds = prepare("imagenet-downsampled", src, progress=False)
+    assert ds.num_classes == 1000 and ds.class_ids[:2] == ["n02119789", "n02100735"] and ds.class_ids[2] == "3"
+    assert ds.class_names[0] == "kit fox" and ds.image_size == (8, 8) and ds.meta["splits"] == {"train": 10, "val": 4}
+    z = np.load(src / "train_data_batch_2.npz")
+    tr = ds.split("train")
+    np.testing.assert_array_equal(np.asarray(tr.images[5:]), z["data"].reshape(-1, 3, 8, 8).transpose(0, 2, 3, 1))
+    assert tr.labels[5:].tolist() == [l - 1 for l in z["labels"]]  # 1-based in the files
+    assert ds.split("val").labels.tolist() == [0, 1, 2, 999]

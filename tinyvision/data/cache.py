@@ -18,7 +18,7 @@ import numpy as np
 
 from tinyvision.data.archive import Source
 from tinyvision.data.dataset import Dataset
-from tinyvision.data.readers import RawDataset
+from tinyvision.data.decode import CHUNK
 from tinyvision.data.sources import get_spec, resolve_source
 from tinyvision.errors import TinyVisionError
 
@@ -49,45 +49,113 @@ def fingerprint(path: Path) -> str:
     return h.hexdigest()
 
 
-def channel_stats(images: np.ndarray, chunk: int = 8192) -> tuple[list[float], list[float]]:
-    """Exact per-channel mean and std over all pixels on a [0, 1] scale.
+HEADER_BYTES = 256  # room reserved for a .npy header; its shape is known only when the split is written
 
-    Counts each of the 256 values per channel (np.bincount), so the result is exact and
-    needs no float accumulation over 10^9 pixels."""
-    c = images.shape[-1]
-    hist = np.zeros((c, 256), dtype=np.int64)
-    for i in range(0, len(images), chunk):
-        block = np.asarray(images[i : i + chunk])
+
+class NpyWriter:
+    """A .npy file written front to back in chunks, so a split of any size passes through memory a
+    chunk at a time; the header, which holds the row count, is written last (the row count is known
+    only then, when --skip-bad left files out). Plain writes, not a memmap: pages written through a
+    mapping stay resident in the process and would count against its memory."""
+
+    def __init__(self, path: Path, dtype):
+        self.path, self.dtype = Path(path), np.dtype(dtype)
+        self.f = open(self.path, "wb")
+        self.f.write(b"\0" * HEADER_BYTES)
+        self.n, self.tail = 0, None
+
+    def append(self, arr: np.ndarray) -> None:
+        arr = np.ascontiguousarray(arr, dtype=self.dtype)
+        if self.tail is None:
+            self.tail = arr.shape[1:]
+        elif arr.shape[1:] != self.tail:
+            raise TinyVisionError(f"{self.path.name}: rows of shape {arr.shape[1:]} after {self.tail}")
+        arr.tofile(self.f)
+        self.n += len(arr)
+
+    def close(self) -> tuple[int, ...]:
+        shape = (self.n, *(self.tail or ()))
+        d = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
+        body = repr(d)
+        if len(body) + 11 > HEADER_BYTES:
+            raise TinyVisionError(f"{self.path.name}: shape {shape} does not fit the reserved header")
+        body += " " * (HEADER_BYTES - 10 - len(body) - 1) + "\n"
+        self.f.seek(0)
+        self.f.write(b"\x93NUMPY\x01\x00" + (HEADER_BYTES - 10).to_bytes(2, "little") + body.encode("latin1"))
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+        return shape
+
+
+class ChannelStats:
+    """Exact per-channel mean and std over all pixels on a [0, 1] scale, fed chunk by chunk.
+
+    Counts each of the 256 values per channel (np.bincount), so the result is exact and needs no
+    float accumulation over 10^9 pixels."""
+
+    def __init__(self):
+        self.hist = None
+
+    def add(self, block: np.ndarray) -> None:
+        c = block.shape[-1]
+        if self.hist is None:
+            self.hist = np.zeros((c, 256), dtype=np.int64)
         for ch in range(c):
-            hist[ch] += np.bincount(block[..., ch].ravel(), minlength=256)
-    v = np.arange(256, dtype=np.float64) / 255.0
-    n = hist.sum(1)
-    mean = (hist * v).sum(1) / n
-    var = (hist * (v[None, :] - mean[:, None]) ** 2).sum(1) / n
-    return mean.tolist(), np.sqrt(var).tolist()
+            self.hist[ch] += np.bincount(block[..., ch].ravel(), minlength=256)
+
+    def result(self) -> tuple[list[float], list[float]]:
+        v = np.arange(256, dtype=np.float64) / 255.0
+        n = self.hist.sum(1)
+        mean = (self.hist * v).sum(1) / n
+        var = (self.hist * (v[None, :] - mean[:, None]) ** 2).sum(1) / n
+        return mean.tolist(), np.sqrt(var).tolist()
 
 
-def _validate(raw: RawDataset, where: Path) -> None:
-    shapes = {s.images.shape[1:] for s in raw.splits.values()}
-    if len(shapes) != 1:
-        raise TinyVisionError(f"{where}: splits differ in image size {sorted(shapes)}; pass --image-size N")
-    if "train" not in raw.splits or len(raw.splits["train"].images) == 0:
-        raise TinyVisionError(f"{where}: no train images")
-    for name, s in raw.splits.items():
-        if len(s.images) != len(s.labels):
-            raise TinyVisionError(f"{where}: {name} has {len(s.images)} images but {len(s.labels)} labels")
+def channel_stats(images: np.ndarray, chunk: int = 8192) -> tuple[list[float], list[float]]:
+    """ChannelStats over an array (or memmap), chunk by chunk."""
+    stats = ChannelStats()
+    for i in range(0, len(images), chunk):
+        stats.add(np.asarray(images[i : i + chunk]))
+    return stats.result()
 
 
-def _write(raw: RawDataset, tmp: Path, meta: dict) -> None:
-    for name, s in raw.splits.items():
-        np.save(tmp / f"{name}.images.npy", np.ascontiguousarray(s.images, dtype=np.uint8))
-        np.save(tmp / f"{name}.labels.npy", np.asarray(s.labels, dtype=np.int64))
-        if s.boxes is not None:
-            np.save(tmp / f"{name}.boxes.npy", np.asarray(s.boxes, dtype=np.int32))
-        if s.files is not None:
-            (tmp / f"{name}.files.txt").write_text("\n".join(s.files) + "\n")
-    # meta.json last: a folder without it is never taken for a cache
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+def _chunks(images) -> "Iterator[tuple[np.ndarray, np.ndarray, list[str]]]":
+    """(images, keep mask, bad messages) chunk by chunk: from a reader's chunked source (image
+    files it found, batch files it reads in turn) or from an in-memory array alike."""
+    if hasattr(images, "chunks"):
+        yield from images.chunks()
+        return
+    for i in range(0, len(images), CHUNK):
+        block = images[i : i + CHUNK]
+        yield block, np.ones(len(block), dtype=bool), []
+
+
+def _write_split(name: str, s, tmp: Path, stats: ChannelStats | None) -> tuple[tuple, list[str], int]:
+    """Stream one split into tmp/: (image array shape, messages for files left out, labeled?)."""
+    writer = NpyWriter(tmp / f"{name}.images.npy", np.uint8)
+    keeps, skipped = [], []
+    try:
+        for arr, keep, bad in _chunks(s.images):
+            if len(arr):
+                writer.append(arr)
+                if stats is not None:
+                    stats.add(arr)
+            keeps.append(keep)
+            skipped += bad
+    finally:
+        shape = writer.close()
+    keep = np.concatenate(keeps) if keeps else np.zeros(0, bool)
+    labels = np.asarray(s.labels, dtype=np.int64)
+    if len(labels) != len(keep):
+        raise TinyVisionError(f"{name} has {len(keep)} images but {len(labels)} labels")
+    labels = labels[keep]
+    np.save(tmp / f"{name}.labels.npy", labels)
+    if s.boxes is not None:
+        np.save(tmp / f"{name}.boxes.npy", np.asarray(s.boxes, dtype=np.int32)[keep])
+    if s.files is not None:
+        (tmp / f"{name}.files.txt").write_text("\n".join(f for f, k in zip(s.files, keep) if k) + "\n")
+    return shape, skipped, bool((labels >= 0).all())
 
 
 def _clean_stale(parent: Path) -> None:
@@ -152,21 +220,34 @@ def prepare(
             total = sum(n.lower().endswith(IMAGE_EXTENSIONS) for n in source.names()) if source.kind != "tar" else 0
             bar = tqdm(total=total or None, desc=f"decoding {name}", unit="img", disable=not total)
         raw = spec.reader(source, image_size=image_size, skip_bad=skip_bad, workers=workers, progress=bar)
+        if "train" not in raw.splits or len(raw.splits["train"].images) == 0:
+            raise TinyVisionError(f"{src}: no train images")
+        # Splits stream to disk chunk by chunk (decoded in parallel where they are image files):
+        # memory holds a few chunks, whatever the dataset's size. Train first, for its statistics.
+        stats, shapes, labeled, skipped = ChannelStats(), {}, {}, list(raw.skipped)
+        for k in sorted(raw.splits, key=lambda k: k != "train"):
+            shapes[k], bad, labeled[k] = _write_split(k, raw.splits[k], tmp, stats if k == "train" else None)
+            skipped += bad
         if bar is not None:
             bar.close()
-        _validate(raw, src)
-        mean, std = channel_stats(raw.splits["train"].images)
-        h, w, c = raw.splits["train"].images.shape[1:]
+        if shapes["train"][0] == 0:
+            raise TinyVisionError(f"{src}: no readable train images")
+        sizes = {v[1:] for v in shapes.values() if v[0]}
+        if len(sizes) != 1:
+            raise TinyVisionError(f"{src}: splits differ in image size {sorted(sizes)}; pass --image-size N")
+        mean, std = stats.result()
+        h, w, c = shapes["train"][1:]
         meta = {
             "format": CACHE_FORMAT, "dataset": name, "source": str(Path(src).resolve()), "fingerprint": fp,
             "image_size": [h, w], "channels": c, "class_ids": raw.class_ids, "class_names": raw.class_names,
-            "splits": {k: int(len(v.images)) for k, v in raw.splits.items()},
-            "labeled": {k: bool((v.labels >= 0).all()) for k, v in raw.splits.items()},
+            "splits": {k: int(shapes[k][0]) for k in raw.splits},
+            "labeled": {k: labeled[k] for k in raw.splits},
             "val_split": "val" if "val" in raw.splits else spec.val_split if spec.val_split in raw.splits else "train",
-            "mean": mean, "std": std, "skipped": raw.skipped, "extra": raw.extra,
+            "mean": mean, "std": std, "skipped": skipped, "extra": raw.extra,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build_seconds": round(time.time() - t0, 2),
         }
-        _write(raw, tmp, meta)
+        # meta.json last: a folder without it is never taken for a cache
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         try:
             os.rename(tmp, final)
         except OSError:

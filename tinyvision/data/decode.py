@@ -1,4 +1,4 @@
-"""Decode image files into one uint8 (N, H, W, C) array, in parallel over the cores.
+"""Decode image files into uint8 (N, H, W, C) arrays, in parallel over the cores, chunk by chunk.
 
 PIL decodes a 64x64 JPEG in about 65 us here, so process-level parallelism over chunks
 is all the speed there is to win; torchvision.io.decode_jpeg was barely faster and
@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import io
 import os
+from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -17,6 +20,7 @@ from tinyvision.data.archive import Source
 from tinyvision.errors import TinyVisionError
 
 CHUNK = 2000  # images per task: big enough to amortize inter-process transfer
+CHUNK_BYTES = 64 << 20  # ...but at most this many bytes of pixels per task, for large images
 
 # File name endings taken for images, everywhere (folder readers, progress counts, predict).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -60,53 +64,82 @@ def _decode_chunk(args):
     return arr, bad, shapes, names
 
 
-def decode_images(
-    source: Source,
-    names: list[str],
-    *,
-    channels: int = 3,
-    size: int | None = None,
-    skip_bad: bool = False,
-    workers: int | None = None,
-    progress=None,
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Decode `names` from `source`. Returns (images, kept_mask, bad_messages).
+@dataclass
+class ImageFiles:
+    """Image files a reader found for one split, decoded later, chunk by chunk, by whoever writes
+    them (the cache streams them to disk): a reader never holds a split's pixels in memory."""
 
-    Without `skip_bad`, the first unreadable file raises TinyVisionError naming it.
-    All images must share one size unless `size` resizes them.
-    """
-    workers = workers or min(os.cpu_count() or 1, 8)
-    chunks = [(source, names[i : i + CHUNK], channels, size) for i in range(0, len(names), CHUNK)]
-    keep = np.ones(len(names), dtype=bool)
-    arrays, bad_msgs = [], []
-    pool = ProcessPoolExecutor(workers) if workers > 1 and len(chunks) > 1 else None
-    try:
-        results = pool.map(_decode_chunk, chunks) if pool else map(_decode_chunk, chunks)
-        offset = 0
-        for arr, bad, shapes, chunk_names in results:
-            if bad and not skip_bad:
-                raise TinyVisionError(bad[0][1] + " (use --skip-bad to leave such files out)")
-            for i, msg in bad:
-                keep[offset + i] = False
-                bad_msgs.append(msg)
-            if arrays:
-                shapes = shapes | {arrays[0].shape[1:]}
-            if len(shapes) > 1:
-                raise TinyVisionError(
-                    f"{source.display(chunk_names[0])}: images differ in size {sorted(shapes)}; "
-                    "pass --image-size N to resize every image to N x N"
-                )
-            if arr is not None:
-                arrays.append(arr)
-            offset += len(chunk_names)
-            if progress is not None:
-                progress.update(len(chunk_names))
-    finally:
-        if pool:
-            pool.shutdown(cancel_futures=True)
+    source: Source
+    names: list[str]
+    channels: int = 3
+    size: int | None = None  # resize every image to size x size
+    skip_bad: bool = False
+    workers: int | None = None
+    progress: object = None  # a tqdm-like bar, advanced as chunks arrive
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+        """(images of the readable files of the next CHUNK names, keep mask of those names, messages
+        for the unreadable ones), in order. Decoded in parallel processes, at most 2 chunks per
+        worker in flight, so memory stays bounded by the chunk size whatever the split's size.
+
+        Without `skip_bad`, the first unreadable file raises TinyVisionError naming it; all images
+        must share one size unless `size` resizes them."""
+        workers = self.workers or min(os.cpu_count() or 1, 8)
+        step = CHUNK if self.size is None else max(16, min(CHUNK, CHUNK_BYTES // (self.size ** 2 * self.channels)))
+        tasks = ((self.source, self.names[i : i + step], self.channels, self.size)
+                 for i in range(0, len(self.names), step))
+        pool = ProcessPoolExecutor(workers) if workers > 1 and len(self.names) > step else None
+        shape = None
+        try:
+            results = _bounded_map(pool, _decode_chunk, tasks, 2 * workers) if pool else map(_decode_chunk, tasks)
+            for arr, bad, shapes, chunk_names in results:
+                if bad and not self.skip_bad:
+                    raise TinyVisionError(bad[0][1] + " (use --skip-bad to leave such files out)")
+                if shape is not None:
+                    shapes = shapes | {shape}
+                if len(shapes) > 1:
+                    raise TinyVisionError(f"{self.source.display(chunk_names[0])}: images differ in size "
+                                          f"{sorted(shapes)}; pass --image-size N to resize every image to N x N")
+                keep = np.ones(len(chunk_names), dtype=bool)
+                keep[[i for i, _ in bad]] = False
+                if arr is not None:
+                    shape = arr.shape[1:]
+                if self.progress is not None:
+                    self.progress.update(len(chunk_names))
+                yield (arr if arr is not None else np.zeros((0, 0, 0, self.channels), np.uint8)), keep, [m for _, m in bad]
+        finally:
+            if pool:
+                pool.shutdown(cancel_futures=True)
+
+
+def _bounded_map(pool, fn, tasks, window: int):
+    """pool.map, in order, with at most `window` tasks submitted ahead of the consumer."""
+    pending = deque()
+    for task in tasks:
+        pending.append(pool.submit(fn, task))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def decode_images(source: Source, names: list[str], *, channels: int = 3, size: int | None = None,
+                  skip_bad: bool = False, workers: int | None = None,
+                  progress=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """All of `names` decoded into memory: (images, kept_mask, bad_messages), for small sets
+    (tests, previews); caches stream ImageFiles.chunks() instead."""
+    arrays, keeps, bad_msgs = [], [], []
+    for arr, keep, bad in ImageFiles(source, names, channels, size, skip_bad, workers, progress).chunks():
+        if len(arr):
+            arrays.append(arr)
+        keeps.append(keep)
+        bad_msgs += bad
     if not arrays:
         raise TinyVisionError(f"{source.path}: no readable images")
-    return np.concatenate(arrays), keep, bad_msgs
+    return np.concatenate(arrays), np.concatenate(keeps), bad_msgs
 
 
 def resize_batch(images: np.ndarray, size: int) -> np.ndarray:

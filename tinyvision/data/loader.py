@@ -12,11 +12,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from tinyvision.data.dataset import Split
+from tinyvision.data.dataset import Split, available_memory, read_rows
 from tinyvision.device import keep_freed_cpu_memory
 
 # Keep the whole split on the accelerator when it takes at most this share of free memory.
 DEVICE_MEMORY_SHARE = 0.25
+# in_memory=None (auto): gather the split into RAM when it takes at most this share of available memory.
+RAM_SHARE = 0.5
+PREFETCH = 4  # batches read ahead by the background thread when streaming from disk
 
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True, repeat: int = 1) -> np.ndarray:
@@ -52,7 +55,7 @@ class BatchLoader:
         rank: int = 0,
         world_size: int = 1,
         transform: Callable | None = None,
-        in_memory: bool = True,
+        in_memory: bool | None = True,
         repeat: int = 1,
     ):
         self.split, self.batch_size = split, batch_size
@@ -68,6 +71,10 @@ class BatchLoader:
         rows = self._row_ids = split.rows  # computed once: a view's rows, or arange for a whole split
         self._rows = torch.from_numpy(rows)
         labels = torch.from_numpy(np.asarray(split.labels, dtype=np.int64))
+        if in_memory is None:  # auto: in RAM when it fits comfortably, else streamed from the cache file
+            need = len(rows) * int(np.prod(split.images.shape[1:])) * split.images.dtype.itemsize
+            in_memory = need <= RAM_SHARE * (available_memory() or need / RAM_SHARE)
+        self.in_memory = bool(in_memory)
         if in_memory:
             # One gather of the view's rows into RAM (or device memory); batches then index a tensor.
             images = torch.from_numpy(np.ascontiguousarray(split.images[rows]))
@@ -113,9 +120,10 @@ class BatchLoader:
             # index_select, not self._images[t]: 0.1 ms against 0.8 ms for 256 x 64 x 64 x 3 here
             x, y = self._images.index_select(0, t), self._labels.index_select(0, t)
         else:
-            rows = self._row_ids[idx]
-            x = torch.from_numpy(np.ascontiguousarray(self.split.images[rows]))
-            y = torch.from_numpy(np.asarray(self.split.labels[rows], dtype=np.int64))
+            x, y = self._read(idx)
+        return self._to_device(x, y)
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.permute(0, 3, 1, 2)  # NHWC storage -> NCHW view (channels_last layout for free)
         if x.device != self.device:
             pin = self.device.type == "cuda"
@@ -123,16 +131,43 @@ class BatchLoader:
             y = y.to(self.device, non_blocking=pin)
         return x, y
 
+    def _read(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch straight from the cache file (streaming mode), as CPU tensors."""
+        rows = self._row_ids[idx]
+        x = torch.from_numpy(read_rows(self.split.images, rows))
+        return x, self._labels.index_select(0, torch.from_numpy(rows))
+
     def __iter__(self):
         shard = self._shard(self.epoch)
         n_batches = self._num_batches(len(shard))
+        batch_rows = lambda b: shard[b * self.batch_size : (b + 1) * self.batch_size]  # noqa: E731
+        if hasattr(self.transform, "set_epoch"):  # ops with one draw per epoch (switch-off per=epoch)
+            self.transform.set_epoch(self.seed, self.epoch)
+        ahead = None
+        if self._images is None:  # streaming: a thread reads the next batches while this one trains
+            from concurrent.futures import ThreadPoolExecutor
+
+            ahead = ThreadPoolExecutor(1, thread_name_prefix="tinyvision-read")
+            pending = {b: ahead.submit(self._read, batch_rows(b))
+                       for b in range(self.batch_index, min(self.batch_index + PREFETCH, n_batches))}
+        try:
+            yield from self._batches(shard, n_batches, batch_rows, ahead, pending if ahead else None)
+        finally:
+            if ahead is not None:
+                ahead.shutdown(wait=True, cancel_futures=True)
+
+    def _batches(self, shard, n_batches, batch_rows, ahead, pending):
         while self.batch_index < n_batches:
             b = self.batch_index
-            idx = shard[b * self.batch_size : (b + 1) * self.batch_size]
-            x, y = self._fetch(idx)
+            idx = batch_rows(b)
+            if ahead is not None:
+                x, y = pending.pop(b).result()
+                if b + PREFETCH < n_batches:
+                    pending[b + PREFETCH] = ahead.submit(self._read, batch_rows(b + PREFETCH))
+                x, y = self._to_device(x, y)
+            else:
+                x, y = self._fetch(idx)
             if self.transform is not None:
-                if b == self.batch_index and hasattr(self.transform, "set_epoch"):
-                    self.transform.set_epoch(self.seed, self.epoch)
                 x = self.transform(x, batch_generator(x.device, self.seed, self.epoch, b, self.rank))
             self.batch_index += 1  # the state now names the next batch: checkpoint after the step
             yield x, y

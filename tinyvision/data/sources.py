@@ -11,6 +11,7 @@ from tinyvision.data.download import download
 from tinyvision.data.readers.cifar import read_cifar10, read_cifar100
 from tinyvision.data.readers.folder import read_folder
 from tinyvision.data.readers.idx import read_fashion_mnist, read_mnist
+from tinyvision.data.readers.imagenet import read_imagenet, read_imagenet_downsampled
 from tinyvision.data.readers.tiny_imagenet import read_tiny_imagenet
 from tinyvision.errors import TinyVisionError
 
@@ -71,6 +72,18 @@ DATASETS: dict[str, DatasetSpec] = {
             "cifar-100-python.tar.gz, or its extracted cifar-100-python/ folder",
             resources=(("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "cifar-100-python.tar.gz",
                         "eb9058c3a382ffc7106e4002c42a8d85"),),
+        ),
+        DatasetSpec(
+            "imagenet", read_imagenet,
+            "the ILSVRC-2012 folder (or an archive of it): train/<wnid>/*.JPEG, val/*.JPEG with LOC_val_solution.csv "
+            "(or the devkit's ILSVRC2012_validation_ground_truth.txt and meta.mat), LOC_synset_mapping.txt",
+            val_split="val",
+        ),
+        DatasetSpec(
+            "imagenet-downsampled", read_imagenet_downsampled,
+            "the downsampled ImageNet .npz batches (Imagenet32/Imagenet64): train_data_batch_1..10.npz, "
+            "val_data.npz, optionally map_clsloc.txt",
+            val_split="val",
         ),
         DatasetSpec(
             "folder", read_folder,

@@ -46,7 +46,8 @@ class DataConfig:
     val_split: str | None = None  # split to validate on; None = the dataset's val (its test where it has none)
     holdout: float = 0.0  # > 0: validate on this stratified fraction of train instead (val stays untouched)
     limit_train: int | None = None  # train on a stratified, seeded subset of this many images
-    in_memory: bool = True  # gather the train split into RAM (or device memory) once
+    in_memory: bool | None = None  # gather train into RAM (or device memory) once; auto (None): when it takes at
+    # most half the available memory, else stream batches from the cache file with a read-ahead thread
     repeat: int = 1  # passes over train per epoch, each freshly augmented (report 000's 8x rotation expansion, online)
     normalize: str = "dataset"  # input mean/std: dataset (its exact stats) | imagenet | "m1,m2,m3/s1,s2,s3"
 
@@ -166,6 +167,8 @@ class Config:
         hint = typing.get_type_hints(type(sub))[name]
         if isinstance(value, str) and hint is not str:
             value = yaml.safe_load(value) if value.strip() else None
+        if value == "auto" and typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint):
+            value = None  # "auto" for an optional setting: let the engine decide
         if key in DURATIONS and isinstance(value, str):
             value = parse_duration(value, key)
         value = _coerce(key, value, hint)

@@ -5,13 +5,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tinyvision.data.decode import ImageFiles
+
 
 @dataclass
 class RawSplit:
-    images: np.ndarray  # uint8 (N, H, W, C)
+    images: np.ndarray | ImageFiles  # uint8 (N, H, W, C), or image files the cache decodes as it writes
     labels: np.ndarray  # int64 (N,), -1 where the split is unlabeled
     files: list[str] | None = None  # member path of each image, where images come from files
     boxes: np.ndarray | None = None  # int32 (N, 4) x0, y0, x1, y1; -1 where unknown
+    # (with ImageFiles: one entry per file; the cache drops those of files left out by --skip-bad)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from collections import defaultdict
 import numpy as np
 
 from tinyvision.data.archive import Source
-from tinyvision.data.decode import IMAGE_EXTENSIONS, decode_images
+from tinyvision.data.decode import IMAGE_EXTENSIONS, ImageFiles
 from tinyvision.data.readers import RawDataset, RawSplit
 from tinyvision.errors import TinyVisionError
 
@@ -68,14 +68,12 @@ def read_folder(source: Source, *, image_size=None, skip_bad=False, workers=None
         if unknown:
             raise TinyVisionError(f"{source.display(prefix + split + '/' + unknown[0])}: class absent from the train folder")
     index = {c: i for i, c in enumerate(classes)}
-    splits, skipped = {}, []
+    splits = {}
     for split in SPLIT_NAMES:
         if split not in by_split:
             continue
         files = [f for c in sorted(by_split[split]) for f in sorted(by_split[split][c])]
         labels = np.asarray([index[c] for c in sorted(by_split[split]) for _ in by_split[split][c]], dtype=np.int64)
-        imgs, keep, bad = decode_images(source, files, channels=3, size=image_size, skip_bad=skip_bad,
-                                        workers=workers, progress=progress)
-        skipped += bad
-        splits[split] = RawSplit(images=imgs, labels=labels[keep], files=[f for f, k in zip(files, keep) if k])
-    return RawDataset(splits=splits, class_ids=classes, class_names=classes, skipped=skipped)
+        splits[split] = RawSplit(images=ImageFiles(source, files, 3, image_size, skip_bad, workers, progress),
+                                 labels=labels, files=files)
+    return RawDataset(splits=splits, class_ids=classes, class_names=classes)

@@ -14,7 +14,7 @@ import posixpath
 import numpy as np
 
 from tinyvision.data.archive import Source
-from tinyvision.data.decode import IMAGE_EXTENSIONS, decode_images
+from tinyvision.data.decode import IMAGE_EXTENSIONS, ImageFiles
 from tinyvision.data.readers import RawDataset, RawSplit
 from tinyvision.errors import TinyVisionError
 
@@ -116,23 +116,20 @@ def read_tiny_imagenet(source: Source, *, image_size=None, skip_bad=False, worke
     order = [("train", train_files, train_labels, train_boxes),
              ("val", val_files, val_labels, val_boxes),
              ("test", test_files, [-1] * len(test_files), [[-1] * 4] * len(test_files))]
-    splits, skipped = {}, []
+    splits = {}
     for split, files, labels, boxes in order:
         if not files:
             continue
-        imgs, keep, bad = decode_images(source, files, channels=3, size=image_size, skip_bad=skip_bad,
-                                        workers=workers, progress=progress)
-        skipped += bad
         boxes = np.asarray(boxes, dtype=np.int32)
-        if image_size is not None and imgs.shape[1] != 64:
-            # Boxes are in original 64 px coordinates; scale them with the image.
+        if image_size is not None and image_size != 64:
+            # Boxes are in the images' 64 px coordinates; scale them with the image.
             boxes = np.where(boxes >= 0, np.round(boxes * (image_size / 64.0)), -1).astype(np.int32)
         splits[split] = RawSplit(
-            images=imgs,
-            labels=np.asarray(labels, dtype=np.int64)[keep],
+            images=ImageFiles(source, files, 3, image_size, skip_bad, workers, progress),
+            labels=np.asarray(labels, dtype=np.int64),
             # relative to the dataset root, so the zip and its extracted folder agree
-            files=[f[len(root) + 1 :] if root else f for f, k in zip(files, keep) if k],
-            boxes=boxes[keep],
+            files=[f[len(root) + 1 :] if root else f for f in files],
+            boxes=boxes,
         )
-    return RawDataset(splits=splits, class_ids=wnids, class_names=class_names, skipped=skipped)
+    return RawDataset(splits=splits, class_ids=wnids, class_names=class_names)
 
