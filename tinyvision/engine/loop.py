@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinyvision.engine.distributed import Dist
+from tinyvision.metrics import confusion, iou_from_confusion
 from tinyvision.models.outputs import split_outputs
 
 
@@ -82,3 +83,57 @@ def evaluate(model: nn.Module, loader, amp_dtype: torch.dtype | None = None, dis
     loss, c1, c5, n = sums.tolist()
     n = max(n, 1.0)
     return {"loss": loss / n, "top1": c1 / n, "top5": c5 / n, "n": int(n)}
+
+
+# ----------------------------------------------------------------- segmentation
+def segmentation_loss(out, y: torch.Tensor, smoothing: float, aux_weight: float, ignore: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-pixel cross-entropy over the pixels with a class, main logits (N, C, H, W))."""
+    logits, aux = split_outputs(out)
+    loss = F.cross_entropy(logits.float(), y, ignore_index=ignore, label_smoothing=smoothing)
+    for a in aux:
+        loss = loss + aux_weight * F.cross_entropy(a.float(), y, ignore_index=ignore, label_smoothing=smoothing)
+    return loss, logits
+
+
+def pixel_correct(logits: torch.Tensor, y: torch.Tensor, ignore: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(correctly classified pixels, pixels with a class)."""
+    valid = y != ignore
+    return (logits.argmax(1).eq(y) & valid).sum(), valid.sum()
+
+
+def segment_logits(model: nn.Module, x: torch.Tensor, amp_dtype, tta: bool = False) -> torch.Tensor:
+    """float32 (N, C, H, W) log-probabilities; with tta, of the mean of the image's and its mirror's."""
+    with autocast(x.device, amp_dtype):
+        logits = split_outputs(model(x))[0].float()
+        if not tta:
+            return logits
+        mirrored = split_outputs(model(x.flip(3)))[0].float().flip(3)
+    return torch.logsumexp(torch.stack([logits.log_softmax(1), mirrored.log_softmax(1)]), 0) - math.log(2)
+
+
+@torch.no_grad()
+def evaluate_segmentation(model: nn.Module, loader, num_classes: int, ignore: int, amp_dtype=None,
+                          dist: Dist | None = None, tta: bool = False, max_batches: int | None = None) -> dict:
+    """{'loss', 'miou', 'dice', 'pixel_acc', 'n', 'iou'} over the split: one confusion matrix of all
+    its pixels (summed over DDP ranks), so mIoU is the dataset's, not a mean over images."""
+    was_training = model.training
+    model.eval()
+    device = loader.device
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum over pixels, pixels, images
+    loader.set_epoch(0)
+    for i, (x, y) in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        logits = segment_logits(model, x, amp_dtype, tta)
+        cm += confusion(logits.argmax(1), y, num_classes, ignore)
+        valid = (y != ignore).sum()
+        sums += torch.stack([F.cross_entropy(logits, y, ignore_index=ignore, reduction="sum").double(),
+                             valid.double(), torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+    if dist is not None:
+        dist.sum(cm)
+        dist.sum(sums)
+    model.train(was_training)
+    out = iou_from_confusion(cm.cpu())
+    out.update(loss=float(sums[0] / sums[1].clamp(min=1)), n=int(sums[2]))
+    return out

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 
 class Monitor:
-    def __init__(self, metric: str = "top1", patience: int = 0):
+    def __init__(self, metric: str = "top1", patience: int = 0, task: str = "classification"):
+        if metric == "auto":
+            metric = "miou" if task == "segmentation" else "top1"
         self.metric, self.patience = metric, patience
         self.mode = "min" if metric == "loss" else "max"
         self.best: float | None = None  # the metric's best value

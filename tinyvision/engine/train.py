@@ -26,7 +26,8 @@ from tinyvision.device import precision_name, resolve_channels_last, resolve_dev
 from tinyvision.engine.config import Config, save_config
 from tinyvision.engine.distributed import Dist, init_distributed, shutdown
 from tinyvision.engine.interrupt import Interrupted, StopSignals
-from tinyvision.engine.loop import autocast, evaluate, topk_correct, train_loss
+from tinyvision.engine.loop import (autocast, evaluate, evaluate_segmentation, pixel_correct, segmentation_loss,
+                                    topk_correct, train_loss)
 from tinyvision.engine.mixing import mix_batch
 from tinyvision.engine.monitor import Monitor
 from tinyvision.engine.optim import Schedule, build_optimizer
@@ -109,6 +110,20 @@ def normalization(model_name: str, ds, tr, data_spec: str = "dataset") -> tuple[
         raise TinyVisionError(f"model {model_name} does not say how its weights normalize inputs; "
                               "set transfer.normalize=dataset")
     return tuple(norm["mean"]), tuple(norm["std"])
+
+
+def check_task(cfg: Config, ds) -> None:
+    """data.task against the dataset's, and what segmentation cannot do."""
+    if cfg.data.task not in ("auto", ds.task):
+        raise TinyVisionError(f"data.task {cfg.data.task!r}, but {ds.name} is a {ds.task} dataset")
+    if ds.task == "segmentation":
+        if cfg.optim.mixup or cfg.optim.cutmix:
+            raise TinyVisionError("mixup and cutmix mix class labels; for segmentation set optim.mixup=0, optim.cutmix=0")
+        if cfg.transfer.mode == "features":
+            raise TinyVisionError("transfer.mode=features trains a classifier on pooled features; for segmentation "
+                                  "use transfer.mode=full or gradual")
+        if cfg.train.monitor == "top1":
+            raise TinyVisionError("train.monitor top1 is a classification metric; for segmentation use miou or loss")
 
 
 def load_data(cfg: Config, dist: Dist):
@@ -236,9 +251,9 @@ class Run:
         """Measure a val pass on a few batches, then fix the steps (rank 0 decides, all ranks follow)."""
         model = self.ema.module if self.ema is not None else self.model
         n = min(len(self.val_loader), 3)
-        evaluate(model, self.val_loader, self.amp_dtype, None, max_batches=1)  # warm-up
+        self.validate(model, max_batches=1, dist=False)  # warm-up
         t0 = self.hooks.clock()
-        evaluate(model, self.val_loader, self.amp_dtype, None, max_batches=n)
+        self.validate(model, max_batches=n, dist=False)
         eval_s = (self.hooks.clock() - t0) / n * len(self.val_loader)
         plan = self.planner.make(self.step, self.budget_spent(), self.epoch, eval_s, train_seconds,
                                  final_extra_s=eval_s if self.cfg.train.tta else 0.0)  # the mirror images
@@ -286,6 +301,15 @@ class Run:
             return True
         return False
 
+    def validate(self, model: nn.Module, tta: bool = False, max_batches: int | None = None, dist=True) -> dict:
+        """The val metrics: loss, top1, top5 (classification) or miou, dice, pixel_acc (segmentation), n."""
+        d = self.dist if dist else None
+        if self.record.task == "segmentation":
+            v = evaluate_segmentation(model, self.val_loader, self.record.num_classes, self.record.ignore_index,
+                                      self.amp_dtype, d, tta, max_batches)
+            return {k: v[k] for k in ("loss", "miou", "dice", "pixel_acc", "n")}
+        return evaluate(model, self.val_loader, self.amp_dtype, d, tta, max_batches)
+
     def stop_requested(self) -> bool:
         """A signal arrived or the caller asks to stop, on any rank."""
         asked = self.hooks.should_stop is not None and self.hooks.should_stop()
@@ -330,8 +354,13 @@ def train_one_epoch(run: Run) -> dict:
             g = batch_generator(x.device, t.seed, loader.epoch, loader.batch_index - 1, run.dist.rank + MIX_STREAM)
             x, soft = mix_batch(x, y, run.record.num_classes, g, o.mixup, o.cutmix, o.mix_switch_prob,
                                 o.label_smoothing)
+        segmenting = run.record.task == "segmentation"
         with autocast(run.device, run.amp_dtype):
-            loss, logits = train_loss(model(x), y, soft, o.label_smoothing, cfg.model.aux_weight)
+            if segmenting:
+                loss, logits = segmentation_loss(model(x), y, o.label_smoothing, cfg.model.aux_weight,
+                                                 run.record.ignore_index)
+            else:
+                loss, logits = train_loss(model(x), y, soft, o.label_smoothing, cfg.model.aux_weight)
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
         if o.grad_clip > 0:
@@ -343,7 +372,11 @@ def train_one_epoch(run: Run) -> dict:
         run.step += 1
         if run.ema is not None:
             run.ema.update(run.model, step=run.step)
-        meter.add(loss, topk_correct(logits.detach(), y, (1,))[0], len(y))
+        if segmenting:  # the meter's "top1": the batch's pixel accuracy, weighted by its images
+            hits, valid = pixel_correct(logits.detach(), y, run.record.ignore_index)
+            meter.add(loss, hits.double() / valid.clamp(min=1) * len(y), len(y))
+        else:
+            meter.add(loss, topk_correct(logits.detach(), y, (1,))[0], len(y))
         images += len(y)
         saving = t.checkpoint_every > 0 and run.step % t.checkpoint_every == 0
         logging_now = run.step % t.log_every == 0
@@ -412,21 +445,21 @@ def train_epochs(run: Run, head_model: nn.Module | None) -> str:
         final = run.cut or (run.plan.step_done(run.step) if run.plan is not None else
                             run.planner is None and run.epoch + 1 >= run.epochs)
         t_eval = run.hooks.clock()
-        val = evaluate(eval_model, run.val_loader, run.amp_dtype, run.dist, tta=t.tta and final)
+        val = run.validate(eval_model, tta=t.tta and final)
         if not final:  # a plain pass: what the plan's next revision counts per epoch
             run.last_eval_s = run.hooks.clock() - t_eval
         run.epoch += 1
-        run.last_val = {"top1": val["top1"], "top5": val["top5"], "loss": val["loss"], "n": val["n"], "epoch": run.epoch}
+        run.last_val = {**val, "epoch": run.epoch}
         run.schedule.epoch_end(monitor.value(val))
         improved = monitor.update(run.epoch, run.last_val)
         seconds = run.hooks.clock() - t_epoch
         log.write({"type": "epoch", "step": run.step, "epoch": run.epoch, "train_loss": train["loss"],
-                   "train_top1": train["top1"], "val_loss": val["loss"], "val_top1": val["top1"],
-                   "val_top5": val["top5"], "lr": run.schedule.lr, "images_per_s": train["images_per_s"],
+                   "train_top1": train["top1"], **{f"val_{k}": v for k, v in val.items() if k != "n"},
+                   "lr": run.schedule.lr, "images_per_s": train["images_per_s"],
                    "seconds": seconds, "spent_s": run.budget_spent()}, "epoch")
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in val.items() if k != "n")
         log.end_epoch(f"epoch {run.epoch}/{run.epochs}  train loss {train['loss']:.4f} acc {train['top1']:.4f}  "
-                      f"{run.record.val_split} loss {val['loss']:.4f} top1 {val['top1']:.4f} top5 {val['top5']:.4f}  "
-                      f"{train['images_per_s']:.0f} img/s  {seconds:.1f}s")
+                      f"{run.record.val_split} {shown}  {train['images_per_s']:.0f} img/s  {seconds:.1f}s")
         run.save(("last", "best") if improved else ("last",))
         if run.hooks.epoch_end is not None and not run.hooks.epoch_end(run.epoch, dict(run.last_val)):
             log.print(f"stopped after epoch {run.epoch} by the caller (pruned)")
@@ -465,6 +498,7 @@ def _fit(cfg: Config, resume: bool, dist: Dist, hooks: FitHooks, started: float)
     run_dir, ckpt, resume = open_run_dir(cfg, resume, dist)
     t_data = hooks.clock()
     ds, (train_split, val_split, val_name) = load_data(cfg, dist)
+    check_task(cfg, ds)
     budget_started = hooks.clock()  # a time budget counts from here: the cache build is not part of it
     model, record = build_model(cfg, ds, train_split, val_name, ckpt, amp_dtype, channels_last)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -480,7 +514,7 @@ def _fit(cfg: Config, resume: bool, dist: Dist, hooks: FitHooks, started: float)
     optimizer = build_optimizer(model, cfg.optim, groups)
     train_loader, val_loader, head_model = build_loaders(cfg, ds, model, record, train_split, val_split, device,
                                                          amp_dtype, dist)
-    monitor = Monitor(t.monitor, t.early_stop_patience)
+    monitor = Monitor(t.monitor, t.early_stop_patience, record.task)
     schedule = Schedule(optimizer, cfg.schedule, cfg.optim.lr, len(train_loader), t.epochs, monitor.mode)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
     train_model = head_model if head_model is not None else model
@@ -539,6 +573,10 @@ def build_model(cfg: Config, ds, train_split, val_name: str, ckpt: dict | None, 
     tr, t = cfg.transfer, cfg.train
     size = cfg.augment.size or ds.image_size[0]
     check_input_size(cfg.model.name, size)
+    if get_entry(cfg.model.name).task != ds.task:
+        raise TinyVisionError(f"model {cfg.model.name} is a {get_entry(cfg.model.name).task} model and {ds.name} a "
+                              f"{ds.task} dataset" + ("; segmentation models: tinyvision models list (family segmentation)"
+                                                      if ds.task == "segmentation" else ""))
     torch.manual_seed(t.seed)
     model = create_model(cfg.model.name, num_classes=ds.num_classes, in_chans=ds.channels, **cfg.model.kwargs)
     dense_head(model, cfg.model.head, cfg.model.head_dropout)  # model.head: a dense head for the classifier
@@ -561,12 +599,14 @@ def build_model(cfg: Config, ds, train_split, val_name: str, ckpt: dict | None, 
     record = RunRecord(
         dataset=ds.name, model=cfg.model.name, num_classes=ds.num_classes, in_chans=ds.channels,
         class_ids=list(ds.class_ids), class_names=list(ds.class_names), mean=list(mean), std=list(std),
-        image_size=size, cache_size=ds.image_size[0], model_kwargs=cfg.model.kwargs, head=list(cfg.model.head),
+        image_size=size, cache_size=ds.image_size[0], cache_shape=list(ds.image_size), model_kwargs=cfg.model.kwargs,
+        head=list(cfg.model.head),
         head_dropout=cfg.model.head_dropout, params=facts["params"],
         macs=facts["macs"], precision=precision_name(amp_dtype), channels_last=channels_last,
         eval_batch_size=t.eval_batch_size, val_split=val_name, holdout=cfg.data.holdout, split_seed=t.seed,
         cache=str(ds.path), source=cfg.data.source, cache_dir=cfg.data.cache_dir, prepare_size=cfg.data.image_size,
-        pretrained=loaded.get("source", tr.pretrained), pretrained_head=loaded.get("head", ""))
+        pretrained=loaded.get("source", tr.pretrained), pretrained_head=loaded.get("head", ""),
+        task=ds.task, ignore_index=ds.ignore_index)
     return model, record
 
 
@@ -574,7 +614,9 @@ def build_loaders(cfg: Config, ds, model, record: RunRecord, train_split, val_sp
     """(train loader, val loader, head model or None): batches augmented on the device; in
     transfer.mode=features the loaders yield the frozen backbone's cached features instead."""
     t = cfg.train
-    eval_aug = build_augment("none", record.mean, record.std, ds.image_size[0], cfg.augment.size, record.channels_last)
+    ignore = record.ignore_index if record.ignore_index is not None else 255
+    eval_aug = build_augment("none", record.mean, record.std, ds.image_size[0], cfg.augment.size, record.channels_last,
+                             ignore)
     head_model = None
     if cfg.transfer.mode == "features":
         # The frozen backbone runs once per image; its pooled features are cached beside the dataset
@@ -584,7 +626,7 @@ def build_loaders(cfg: Config, ds, model, record: RunRecord, train_split, val_sp
         train_aug = val_aug = None
     else:
         train_aug = build_augment(cfg.augment.policy, record.mean, record.std, ds.image_size[0], cfg.augment.size,
-                                  record.channels_last)
+                                  record.channels_last, ignore)
         val_aug = eval_aug
     train_loader = BatchLoader(train_split, t.batch_size, shuffle=True, seed=t.seed, device=device, rank=dist.rank,
                                world_size=dist.world_size, transform=train_aug, in_memory=cfg.data.in_memory,
@@ -602,8 +644,8 @@ def finish(run: Run, stopped: str) -> dict:
     r, monitor = run.record, run.monitor
     summary = {
         "dataset": r.dataset, "model": r.model, "val_split": r.val_split,
-        "best": {**{k: monitor.best_val.get(k) for k in ("top1", "top5", "loss")}, "epoch": monitor.best_epoch},
-        "final": {k: run.last_val.get(k) for k in ("top1", "top5", "loss", "n")},
+        "best": {**{k: v for k, v in monitor.best_val.items() if k not in ("n", "epoch")}, "epoch": monitor.best_epoch},
+        "final": {k: v for k, v in run.last_val.items() if k != "epoch"},
         "epochs": run.epoch, "steps": run.step, "stopped": stopped,
         "wall_time_s": run.elapsed(), "train_seconds": run.train_seconds,
         "images_per_s": run.train_images / max(run.train_seconds, 1e-9),

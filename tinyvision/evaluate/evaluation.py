@@ -45,6 +45,10 @@ def evaluate_run(run_dir, split: str = "val", *, dataset: str | None = None, sou
     ds = open_dataset(lm.record, dataset, source)
     part = ds.eval_split(split, holdout=lm.record.holdout, seed=lm.record.split_seed)
     out = Path(out_dir) if out_dir else run_dir / "eval" / part.name
+    if lm.record.task == "segmentation":
+        from tinyvision.evaluate.segmentation import evaluate_segmentation_loaded
+
+        return evaluate_segmentation_loaded(lm, ds, part, out, tta=tta, batch_size=batch_size, gallery=min(gallery, 8))
     return evaluate_loaded(lm, ds, part, out, tta=tta, batch_size=batch_size, gallery=gallery)
 
 

@@ -8,6 +8,7 @@ not fit. Each mapping is one-to-one: nothing is dropped or invented.
 - lukemelas / RangiLyu EfficientNet (`_blocks.N._depthwise_conv`) -> timm's tf_efficientnet_liteN
 - torchvision VGG (`classifier.0/3/6`) -> timm's VGG (`pre_logits.fc1/fc2` as convs, `head.fc`)
 - torchvision VGG -> tinyvision's VGG with the ImageNet head (`classifier.1/4/7`, after a Flatten)
+- torchvision VGG16 -> FCN-VGG (`fc6`/`fc7` as convolutions, the paper's conversion)
 - torchvision MobileNetV2 (`features.N...`) -> timm's mobilenetv2_* (same tensors, same order)
 - torchvision and timm ResNets already share their key names.
 """
@@ -32,6 +33,8 @@ def is_lukemelas(state: dict) -> bool:
 
 def remap_lukemelas(state: dict, model: nn.Module) -> dict:
     """Rename `_blocks.i.<part>` to timm's `blocks.<stage>.<j>.<part>` from the model's stage lengths."""
+    if not hasattr(model, "blocks"):
+        raise TinyVisionError(f"EfficientNet weights (lukemelas keys) do not fit {type(model).__name__}")
     stages = [len(s) for s in model.blocks]
     where = [(s, j) for s, n in enumerate(stages) for j in range(n)]
     expanded = {int(m.group(1)) for k in state if (m := re.match(r"_blocks\.(\d+)\._expand_conv", k))}
@@ -68,6 +71,18 @@ def _tv_vgg_to_timm(state: dict, own: dict) -> dict:
             raise TinyVisionError(f"weights key {k!r}: not a layer of torchvision's VGG classifier")
         key = f"{target}.{kind}"
         out[key] = v.reshape(own[key].shape) if kind == "weight" and key in own else v  # Linear -> conv
+    return out
+
+
+def _tv_vgg_to_fcn(state: dict, own: dict) -> dict:
+    """torchvision's VGG16 onto FCN-VGG: features as they are, fc6/fc7 from the classifier's first two
+    Linear layers reshaped into 7x7 and 1x1 convolutions (as the FCN paper converted them); the
+    ImageNet classifier is dropped and the score layers keep their own (new) weights."""
+    out = {k: v for k, v in state.items() if k.startswith("features.")}
+    for src, dst in (("classifier.0", "fc6"), ("classifier.3", "fc7")):
+        out[f"{dst}.weight"] = state[f"{src}.weight"].reshape(own[f"{dst}.weight"].shape)
+        out[f"{dst}.bias"] = state[f"{src}.bias"]
+    out.update({k: v for k, v in own.items() if k.startswith("score_")})
     return out
 
 
@@ -109,6 +124,8 @@ def _tv_mobilenetv2_to_timm(state: dict, own: dict) -> dict:
 # (layout name, recognizes (state, the model's own state), remap (state, model, own state))
 LAYOUTS = [
     ("lukemelas-efficientnet", lambda s, o: "_conv_stem.weight" in s, lambda s, m, o: remap_lukemelas(s, m)),
+    ("torchvision-vgg -> fcn", lambda s, o: "classifier.0.weight" in s and "fc6.weight" in o,
+     lambda s, m, o: _tv_vgg_to_fcn(s, o)),
     ("torchvision-vgg -> timm", lambda s, o: "classifier.0.weight" in s and "pre_logits.fc1.weight" in o,
      lambda s, m, o: _tv_vgg_to_timm(s, o)),
     ("torchvision-vgg -> tinyvision", lambda s, o: "classifier.0.weight" in s and "classifier.1.weight" in o

@@ -124,6 +124,40 @@ def _library_weights(entry: ModelEntry | None) -> dict:
     return ref.state_dict()
 
 
+def _load_segmentation(model: nn.Module, spec: str, entry: ModelEntry | None) -> dict:
+    """A segmentation model's weights: a whole model's (a segmentation checkpoint, or a layout we
+    map onto it: torchvision's VGG16 onto FCN-VGG), else a classification network's into its
+    `backbone`, strict on every backbone key; the classifier's own layers, which the backbone
+    lacks, are left out and counted."""
+    try:
+        state, source = read_weights(spec, model, entry)
+        if set(state) == set(model.state_dict()):
+            _check_shapes(state, model.state_dict(), source, model)
+            model.load_state_dict(state, strict=True)
+            return {"source": source, "head": "loaded"}
+    except TinyVisionError:
+        pass
+    backbone = model.backbone
+    state, source = read_weights(spec, backbone, entry)
+    own = backbone.state_dict()
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise TinyVisionError(f"weights from {source} do not fit {type(model).__name__} nor its backbone: "
+                              f"{len(missing)} backbone keys missing (e.g. {', '.join(missing[:3])})")
+    dropped = sorted(set(state) - set(own))
+    state = {k: state[k] for k in own}
+    _check_shapes(state, own, source, backbone)
+    backbone.load_state_dict(state, strict=True)
+    return {"source": source, "head": "new", "backbone_only": True, "dropped": len(dropped)}
+
+
+def _check_shapes(state: dict, own: dict, source: str, model: nn.Module) -> None:
+    wrong = sorted(k for k in own if k in state and own[k].shape != state[k].shape)
+    if wrong:
+        raise TinyVisionError(f"weights from {source} do not fit {type(model).__name__}: {len(wrong)} shape mismatch "
+                              f"(e.g. {', '.join(wrong[:3])})")
+
+
 class DenseHead(nn.Sequential):
     """A classifier made of several layers (models/heads.py): it is the classifier, as a whole."""
 
@@ -147,6 +181,8 @@ def load_pretrained(model: nn.Module, spec: str, class_ids: list[str] | None = N
     """Load `spec` into `model` (registered as `model_name`) strictly.
     Returns {'source', 'head': 'loaded'|'imagenet-rows'|'new'}."""
     entry = get_entry(model_name) if model_name else None
+    if hasattr(model, "backbone") and (entry is None or entry.task == "segmentation"):
+        return _load_segmentation(model, spec, entry)
     state, source = read_weights(spec, model, entry)
     own = model.state_dict()
     head = classifier_name(model)

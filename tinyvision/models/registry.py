@@ -27,18 +27,21 @@ class ModelEntry:
     normalization: dict | None = None  # {'mean', 'std'} that pretrained weights for it expect
     torchvision_arch: str | None = None  # `--pretrained true`: torchvision's weights of this name
     timm_arch: str | None = None  # `--pretrained true`: timm's weights of this name
+    task: str = "classification"  # or segmentation: (N, C, H, W) -> (N, classes, H, W)
 
 
 _MODELS: dict[str, ModelEntry] = {}
 
 
 def register_model(name: str, *, input_sizes=None, min_size: int = 28, family: str = "", in_chans=None,
-                   normalization: dict | None = None, torchvision_arch: str | None = None, timm_arch: str | None = None):
+                   normalization: dict | None = None, torchvision_arch: str | None = None, timm_arch: str | None = None,
+                   task: str = "classification"):
     def deco(fn):
         if name in _MODELS:
             raise TinyVisionError(f"model {name!r} is already registered")
         _MODELS[name] = ModelEntry(name, fn, tuple(input_sizes) if input_sizes else None, min_size, family,
-                                   tuple(in_chans) if in_chans else None, normalization, torchvision_arch, timm_arch)
+                                   tuple(in_chans) if in_chans else None, normalization, torchvision_arch, timm_arch,
+                                   task)
         return fn
 
     return deco

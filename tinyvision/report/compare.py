@@ -43,7 +43,10 @@ def run_row(run_dir) -> dict:
     epochs = [m for m in metrics if m.get("type") == "epoch"]
     steps = [m for m in metrics if m.get("type") == "step"]
     data = cfg.get("data", {})
-    best = max(epochs, key=lambda e: e["val_top1"]) if epochs else None
+    # the run's main metric: top-1, or mean IoU for segmentation; second: top-5, or pixel accuracy
+    seg = bool(epochs) and "val_miou" in epochs[0]
+    k1, k2 = ("val_miou", "val_pixel_acc") if seg else ("val_top1", "val_top5")
+    best = max(epochs, key=lambda e: e[k1]) if epochs else None
     total = cfg.get("train", {}).get("epochs")
     return {
         "dir": d, "label": d.name, "dataset": record.dataset if record else data.get("name", "?"),
@@ -51,9 +54,10 @@ def run_row(run_dir) -> dict:
         "status": "finished" if summary else (f"in progress ({len(epochs)}/{total} epochs)" if epochs else "starting"),
         "epochs": epochs, "steps": steps, "summary": summary,
         "params": record.params if record else None, "macs": record.macs if record else None,
-        "best_top1": best["val_top1"] if best else None, "best_top5": best["val_top5"] if best else None,
+        "segmentation": seg,
+        "best_top1": best[k1] if best else None, "best_top5": best[k2] if best else None,
         "best_epoch": best["epoch"] if best else None,
-        "final_top1": epochs[-1]["val_top1"] if epochs else None, "final_top5": epochs[-1]["val_top5"] if epochs else None,
+        "final_top1": epochs[-1][k1] if epochs else None, "final_top5": epochs[-1][k2] if epochs else None,
         "wall_time_s": (summary or {}).get("wall_time_s") or sum(e["seconds"] for e in epochs),
         "images_per_s": (summary or {}).get("images_per_s") or (epochs[-1]["images_per_s"] if epochs else None),
         "overfit_epoch": overfit_epoch(epochs),
@@ -88,7 +92,7 @@ def _fig_lines(records, key_x, key_y, source, title, ylabel, path, mark_overfit=
     return path
 
 
-def _fig_bars(records, path):
+def _fig_bars(records, path, metric="val top-1"):
     fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(records) + 1.5))
     labels = [r["label"] for r in records]
     vals = [r["best_top1"] or 0.0 for r in records]
@@ -96,8 +100,8 @@ def _fig_bars(records, path):
     for b, v in zip(bars, vals):
         ax.text(v, b.get_y() + b.get_height() / 2, f" {v:.4f}", va="center", fontsize=8)
     ax.set_xlim(0, min(1.0, max(vals + [0.01]) * 1.15))
-    ax.set_xlabel("best val top-1")
-    ax.set_title("best val top-1 per run")
+    ax.set_xlabel(f"best {metric}")
+    ax.set_title(f"best {metric} per run")
     ax.invert_yaxis()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -134,16 +138,19 @@ def compare_runs(run_dirs, out) -> dict:
     sections, images = [], []
     for ds, recs in groups.items():
         tag = re.sub(r"[^A-Za-z0-9_-]", "_", ds)
+        seg = any(r["segmentation"] for r in recs)
+        main, label = ("val_miou", "val mIoU") if seg else ("val_top1", "val top-1")
+        m1, m2 = ("mIoU", "pixel acc.") if seg else ("top-1", "top-5")
         figs = [
             _fig_lines(recs, "step", "train_loss", "steps", f"{ds}: training loss per logged step", "train loss",
                        out.parent / f"{stem}-{tag}-train_loss.png"),
             _fig_lines(recs, "epoch", "val_loss", "epochs", f"{ds}: val loss per epoch (dotted: overfitting starts)",
                        "val loss", out.parent / f"{stem}-{tag}-val_loss.png", mark_overfit=True),
-            _fig_lines(recs, "epoch", "val_top1", "epochs", f"{ds}: val top-1 per epoch", "val top-1",
-                       out.parent / f"{stem}-{tag}-val_top1.png"),
+            _fig_lines(recs, "epoch", main, "epochs", f"{ds}: {label} per epoch", label,
+                       out.parent / f"{stem}-{tag}-{main}.png"),
             _fig_lines(recs, "epoch", "train_top1", "epochs", f"{ds}: training accuracy per epoch (augmented batches)",
                        "train top-1", out.parent / f"{stem}-{tag}-train_top1.png"),
-            _fig_bars(recs, out.parent / f"{stem}-{tag}-best_top1.png"),
+            _fig_bars(recs, out.parent / f"{stem}-{tag}-best_top1.png", label),
         ]
         images += figs
         rows = "".join(
@@ -158,8 +165,8 @@ def compare_runs(run_dirs, out) -> dict:
                        f'{base64.b64encode(p.read_bytes()).decode()}"></figure>' for p in figs)
         sections.append(f"""<section><h2>{html.escape(ds)} <small>({len(recs)} run{'s' if len(recs) > 1 else ''},
 val split: {html.escape(', '.join(sorted({r['val_split'] for r in recs})))})</small></h2>
-<table><thead><tr><th>run</th><th>model</th><th>params</th><th>MACs</th><th>epochs</th><th>best top-1</th>
-<th>best top-5</th><th>final top-1</th><th>final top-5</th><th>wall time</th><th>images/s</th><th>overfits</th>
+<table><thead><tr><th>run</th><th>model</th><th>params</th><th>MACs</th><th>epochs</th><th>best {m1}</th>
+<th>best {m2}</th><th>final {m1}</th><th>final {m2}</th><th>wall time</th><th>images/s</th><th>overfits</th>
 <th>status</th></tr></thead><tbody>{rows}</tbody></table>
 <div class="figs">{imgs}</div></section>""")
     page = f"""<!doctype html>

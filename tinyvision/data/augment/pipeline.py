@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from tinyvision.data.augment.geometry import GeometricOp, Geometry
+from tinyvision.data.augment.geometry import GeometricOp, Geometry, resample
 from tinyvision.data.augment.ops import Resize
 from tinyvision.data.augment.policy import parse_policy
 
@@ -42,8 +42,9 @@ class Augment:
     first, other ops' per chunk in turn from the same generator, so a batch is still a
     function of (images, generator) alone."""
 
-    def __init__(self, ops, mean, std, size: int | None = None, channels_last: bool = False):
+    def __init__(self, ops, mean, std, size: int | None = None, channels_last: bool = False, ignore: int = 255):
         self.ops = list(ops)
+        self.ignore = ignore  # the mask value for pixels without a class (segmentation)
         self.stages = group_geometry(self.ops) + ([Resize(size)] if size else [])
         self.mean, self.std = tuple(mean), tuple(std)
         self.channels_last = channels_last
@@ -57,7 +58,10 @@ class Augment:
             if hasattr(op, "set_epoch"):
                 op.set_epoch(seed, epoch)
 
-    def __call__(self, x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, g: torch.Generator | None = None, mask: torch.Tensor | None = None):
+        """The model input; with `mask` (N, H, W) class indices, (input, mask): the mask moves with
+        the image through every geometric stage and resize (nearest, `ignore` where it leaves the
+        image) and is untouched by the pixel ops."""
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         inv = 1.0 / torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
         bias = -torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1) * inv
@@ -79,7 +83,21 @@ class Augment:
                 torch.mul(y, inv / scale, out=dst).add_(bias)
             else:
                 dst.copy_(y.contiguous().mul_(inv / scale).add_(bias))
-        return out
+        if mask is None:
+            return out
+        return out, self._move_mask(mask, drawn)
+
+    def _move_mask(self, mask: torch.Tensor, drawn: list) -> torch.Tensor:
+        """The geometric stages' matrices and the resize, applied to a mask: nearest sampling of
+        (class + 1), so that pixels from outside the image (0) become `ignore`."""
+        m = mask[:, None].float() + 1
+        for stage, mats in zip(self.stages, drawn):
+            if isinstance(stage, Geometry):
+                m = resample(m, mats, stage.size, "nearest", "zeros")
+            elif isinstance(stage, Resize) and m.shape[-1] != stage.size:
+                m = torch.nn.functional.interpolate(m, size=(stage.size, stage.size), mode="nearest")
+        m = m[:, 0].long() - 1
+        return torch.where(m < 0, torch.full_like(m, self.ignore), m)
 
     def _stages(self, x: torch.Tensor, g, drawn: list) -> tuple[torch.Tensor, float]:
         """The stages on one chunk: a float tensor of our own, and the scale it is still on."""
@@ -102,6 +120,8 @@ class Augment:
         return f"Augment({self.stages}, mean={self.mean}, std={self.std})"
 
 
-def build_augment(policy, mean, std, image_size: int = 32, size: int | None = None, channels_last=False) -> Augment:
-    """The policy (see policy.py) as an Augment that also resizes to `size` and normalizes."""
-    return Augment(parse_policy(policy, image_size), mean, std, size, channels_last)
+def build_augment(policy, mean, std, image_size: int = 32, size: int | None = None, channels_last=False,
+                  ignore: int = 255) -> Augment:
+    """The policy (see policy.py) as an Augment that also resizes to `size` and normalizes
+    (and moves segmentation masks along, `ignore` where they leave the image)."""
+    return Augment(parse_policy(policy, image_size), mean, std, size, channels_last, ignore)

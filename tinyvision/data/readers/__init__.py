@@ -23,4 +23,6 @@ class RawDataset:
     class_ids: list[str]  # stable identity of each class (wnid, folder name, or index as text)
     class_names: list[str]  # human-readable
     extra: dict = field(default_factory=dict)  # format-specific metadata (CIFAR-100 coarse labels...)
+    task: str = "classification"  # or "segmentation": each image comes with a mask of class indices
+    ignore_index: int | None = None  # segmentation: the mask value of pixels without a class
     skipped: list[str] = field(default_factory=list)  # unreadable files left out under --skip-bad
