@@ -30,14 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-import yaml
 
 from tinyvision.atomic import write_text
 from tinyvision.engine.config import Config, load_config
 from tinyvision.errors import TinyVisionError
 from tinyvision.runs import read_metrics, read_summary
 from tinyvision.search.budget import Budget, parse_budget
-from tinyvision.search.space import _check_key, to_config
+from tinyvision.search.space import _check_key, read_spec, to_config
 from tinyvision.search.study import Search, _settings_guard, open_study
 
 BUILTIN_STUDIES = Path(__file__).resolve().parent / "studies"
@@ -175,16 +174,7 @@ def parse_study(tree: dict, where: str = "study") -> StudySpec:
 
 def load_study(name: str) -> StudySpec:
     """A YAML file, or a built-in study (tinyvision/search/studies/<name>.yaml)."""
-    p = Path(name)
-    if not p.exists():
-        p = BUILTIN_STUDIES / (name if name.endswith(".yaml") else f"{name}.yaml")
-    if not p.exists():
-        names = sorted(q.stem for q in BUILTIN_STUDIES.glob("*.yaml"))
-        raise TinyVisionError(f"study {name}: no such file, nor a built-in study ({', '.join(names)})")
-    try:
-        tree = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise TinyVisionError(f"{p}: not valid YAML: {e}") from None
+    tree, p = read_spec(name, BUILTIN_STUDIES, "study")
     return parse_study(tree, str(p))
 
 

@@ -179,16 +179,21 @@ def _check_models(params: list[Param], fixed: dict, where: str) -> None:
         raise TinyVisionError(f"{where}: fixed model.name: unknown model {fixed['model.name']!r}")
 
 
-def load_space(name: str) -> Space:
-    """A YAML file, or a built-in space: small-cnn, resnet, autokeras-like."""
+def read_spec(name: str, builtin: Path, what: str) -> tuple[dict, Path]:
+    """(the YAML tree, its path) of a file, or of a built-in spec `builtin/<name>.yaml`."""
     p = Path(name)
     if not p.exists():
-        p = BUILTIN_SPACES / (name if name.endswith(".yaml") else f"{name}.yaml")
+        p = builtin / (name if name.endswith(".yaml") else f"{name}.yaml")
     if not p.exists():
-        names = sorted(q.stem for q in BUILTIN_SPACES.glob("*.yaml"))
-        raise TinyVisionError(f"search space {name}: no such file, nor a built-in space ({', '.join(names)})")
+        names = sorted(q.stem for q in builtin.glob("*.yaml"))
+        raise TinyVisionError(f"{what} {name}: no such file, nor a built-in {what} ({', '.join(names)})")
     try:
-        tree = yaml.safe_load(p.read_text())
+        return yaml.safe_load(p.read_text()), p
     except yaml.YAMLError as e:
         raise TinyVisionError(f"{p}: not valid YAML: {e}") from None
+
+
+def load_space(name: str) -> Space:
+    """A YAML file, or a built-in space: small-cnn, resnet, autokeras-like."""
+    tree, p = read_spec(name, BUILTIN_SPACES, "search space")
     return parse_space(tree, str(p))
