@@ -115,6 +115,10 @@ def available_memory() -> int:
     return 0
 
 
+# The ImageNet statistics torchvision's (and most) pretrained weights expect, and report 002 used.
+IMAGENET_NORMALIZATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+
+
 class Dataset:
     """A prepared dataset: `ds.split("train")`, `ds.mean`, `ds.class_names`, `ds.holdout(0.1)`."""
 
@@ -186,6 +190,24 @@ class Dataset:
                 raise TinyVisionError("this run did not hold out part of train (data.holdout is 0)")
             return self.holdout(holdout, seed=seed)[1]
         return self.split(self.val_split if name == "val" and "val" not in self.split_names else name)
+
+    def normalization(self, spec: str = "dataset") -> tuple[tuple, tuple]:
+        """(mean, std) for data.normalize: the dataset's own statistics, ImageNet's, or given numbers
+        "m1,m2,m3/s1,s2,s3" (3-channel numbers for a grey dataset: their average)."""
+        if spec == "dataset":
+            return tuple(self.mean), tuple(self.std)
+        if spec == "imagenet":
+            mean, std = IMAGENET_NORMALIZATION["mean"], IMAGENET_NORMALIZATION["std"]
+        else:
+            try:
+                mean, std = (tuple(float(v) for v in part.split(",")) for part in spec.split("/"))
+            except ValueError:
+                raise TinyVisionError(f"data.normalize {spec!r}: dataset, imagenet, or 'm1,m2,m3/s1,s2,s3'") from None
+        if len(mean) == 1 and self.channels > 1 or len(mean) == 3 and self.channels == 1:
+            mean, std = (sum(mean) / len(mean),) * self.channels, (sum(std) / len(std),) * self.channels
+        if len(mean) != self.channels or len(std) != self.channels or min(std) <= 0:
+            raise TinyVisionError(f"data.normalize {spec!r}: needs {self.channels} means and {self.channels} positive stds")
+        return mean, std
 
     def info(self) -> dict:
         m = self.meta

@@ -80,31 +80,10 @@ def check_input_size(name: str, size: int) -> None:
         raise TinyVisionError(f"model {name} needs inputs of at least {entry.min_size} px, the data gives {size} px")
 
 
-IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-
-def data_normalization(spec: str, ds) -> tuple[tuple, tuple]:
-    """data.normalize: the dataset's own statistics, ImageNet's (as seed report 002 used), or given numbers."""
-    if spec == "dataset":
-        return tuple(ds.mean), tuple(ds.std)
-    if spec == "imagenet":
-        mean, std = IMAGENET_STATS
-    else:
-        try:
-            mean, std = (tuple(float(v) for v in part.split(",")) for part in spec.split("/"))
-        except ValueError:
-            raise TinyVisionError(f"data.normalize {spec!r}: dataset, imagenet, or 'm1,m2,m3/s1,s2,s3'") from None
-    if len(mean) == 1 and ds.channels > 1 or len(mean) == 3 and ds.channels == 1:  # ImageNet's for gray: their average
-        mean, std = (sum(mean) / len(mean),) * ds.channels, (sum(std) / len(std),) * ds.channels
-    if len(mean) != ds.channels or len(std) != ds.channels or min(std) <= 0:
-        raise TinyVisionError(f"data.normalize {spec!r}: needs {ds.channels} means and {ds.channels} positive stds")
-    return mean, std
-
-
 def normalization(model_name: str, ds, tr, data_spec: str = "dataset") -> tuple[tuple, tuple]:
     """data.normalize's mean/std, or the pretrained backbone's own (what its weights expect)."""
     if tr.normalize == "dataset" or (tr.normalize == "auto" and not tr.pretrained):
-        return data_normalization(data_spec, ds)
+        return ds.normalization(data_spec)
     norm = get_entry(model_name).normalization
     if not norm:
         raise TinyVisionError(f"model {model_name} does not say how its weights normalize inputs; "

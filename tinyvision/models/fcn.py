@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import segmentation as tvseg
 
+from tinyvision.data.dataset import IMAGENET_NORMALIZATION
 from tinyvision.models.registry import register_model
 
-IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 HALF = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
 VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 
@@ -118,7 +118,7 @@ class TorchvisionSegmentation(nn.Module):
         return out["out"]
 
 
-def _reg(name, build, normalization=IMAGENET, torchvision_arch=None, timm_arch=None, in_chans=None):
+def _reg(name, build, normalization=IMAGENET_NORMALIZATION, torchvision_arch=None, timm_arch=None, in_chans=None):
     register_model(name, min_size=32, family="segmentation", task="segmentation", normalization=normalization,
                    torchvision_arch=torchvision_arch, timm_arch=timm_arch, in_chans=in_chans)(build)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import mobilenetv2 as tvm
 
+from tinyvision.data.dataset import IMAGENET_NORMALIZATION
 from tinyvision.models.registry import register_model
 
 
 @register_model("mobilenetv2", min_size=28, family="mobilenet", torchvision_arch="mobilenet_v2",
-                normalization={"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)})
+                normalization=IMAGENET_NORMALIZATION)
 def mobilenetv2(num_classes=1000, in_chans=3, stem="small", width_mult=1.0):
     model = tvm.mobilenet_v2(num_classes=num_classes, width_mult=width_mult)
     first = model.features[0][0]

@@ -12,10 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet as tv
 
+from tinyvision.data.dataset import IMAGENET_NORMALIZATION
 from tinyvision.models.registry import register_model
-
-
-IMAGENET_NORMALIZATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
 
 def _adapt_stem(model: nn.Module, in_chans: int, stem: str) -> nn.Module:

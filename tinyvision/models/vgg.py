@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from tinyvision.data.dataset import IMAGENET_NORMALIZATION
 from tinyvision.models.registry import register_model
 
 CFGS = {
@@ -44,8 +45,6 @@ class VGG(nn.Module):
     def forward(self, x):
         return self.classifier(self.pool(self.features(x)))
 
-
-IMAGENET_NORMALIZATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
 for _d in (11, 13, 16, 19):  # `--pretrained true` (with stem="imagenet"): torchvision's weights of the same name
     for _suffix, _norm in (("", None), ("_bn", "before"), ("_bn_relu_first", "after")):
