@@ -240,7 +240,7 @@ class Run:
             v = torch.tensor([plan.total_steps, plan.epochs, plan.steps_per_s, plan.eval_s, plan.made_at_s]
                              if self.dist.main else [0.0] * 5, dtype=torch.float64, device=self.device)
             total, epochs, rate, ev, at = self.dist.sum(v).tolist()
-            plan = Plan(plan.budget_s, int(total), int(epochs), rate, ev, self.step, at)
+            plan = Plan(plan.budget_s, int(total), int(epochs), rate, ev, self.step, at, train_seconds)
         self.set_plan(plan)
         self.log.write({"type": "plan", "step": self.step, **plan.to_dict()}, "plan")
         self.log.print(f"time budget {plan.budget_s:.0f} s: {plan.steps_per_s:.2f} steps/s measured, val pass "
