@@ -9,6 +9,7 @@ import torch
 import fixtures
 from tinyvision.engine import FitHooks, Interrupted, fit, load_config
 from tinyvision.engine.plan import Planner, plan_steps
+from tinyvision.evaluate import evaluate_run
 
 
 class FakeClock:
@@ -82,7 +83,11 @@ def test_budgeted_run_ends_within_5_percent_of_its_budget(tmp_path, src):
     totals = [l["total_steps"] for l in lines if l["type"] == "plan"]  # the plan, then each revision that moved it
     assert totals[-1] == plan["total_steps"] and len(totals) == 1 + sum(r["total_steps"] != r["from_total"]
                                                                        for r in plan["revisions"])
-    assert len(plan["revisions"]) <= 4 and all(r["at_step"] < plan["total_steps"] for r in plan["revisions"])
+    # eval re-scores the final evaluation: the last weights, with the run's flip TTA by default
+    again = evaluate_run(tmp_path / "run", "val", checkpoint="last", out_dir=tmp_path / "eval")
+    assert again["tta"] == "flip" and again["top1"] == s["final"]["top1"]
+    # a late run's last look may end it where it stands (total = the step it looked at), never before
+    assert len(plan["revisions"]) <= 4 and all(r["at_step"] <= r["total_steps"] for r in plan["revisions"])
 
 
 def test_budgeted_run_resumes_exactly_with_its_plan(tmp_path, src):

@@ -179,7 +179,8 @@ def cmd_eval(a):
         if not (a.model and a.pretrained and a.data):
             raise TinyVisionError("eval needs a RUN_DIR, or --model, --pretrained and --data for a zero-shot check")
         res = evaluate_pretrained(a.model, a.pretrained, a.data, a.source, a.split, a.input_size, a.device,
-                                  out_dir=a.out, cache_dir=a.cache_dir, tta=a.tta)
+                                  out_dir=a.out, cache_dir=a.cache_dir,
+                                  tta=a.tta if a.tta == "flip" else None)
     else:
         if a.model or a.pretrained or a.input_size:
             raise TinyVisionError("--model, --pretrained and --input-size are for zero-shot eval, without a RUN_DIR")
@@ -210,10 +211,11 @@ def cmd_predict(a):
     from tinyvision.runs import load_model
 
     lm = load_model(a.run_dir, a.checkpoint, a.device)
+    tta = lm.record.resolve_tta(a.tta)
     if lm.record.task == "segmentation":
         from tinyvision.evaluate.segmentation import predict_mask_files
 
-        written, bad = predict_mask_files(lm, a.images, a.out or "predictions", a.tta)
+        written, bad = predict_mask_files(lm, a.images, a.out or "predictions", tta)
         for path in written:
             print(path)
         for p, why in bad.items():
@@ -221,7 +223,7 @@ def cmd_predict(a):
         if not written and not bad:
             raise TinyVisionError("no image files found in " + ", ".join(a.images))
         return 1 if bad else 0
-    probs, ok, bad = predict_files(lm, a.images, tta=a.tta)
+    probs, ok, bad = predict_files(lm, a.images, tta=tta)
     ids, names = lm.record.class_ids, lm.record.class_names
     k = min(a.topk, len(ids))
     results = []
@@ -387,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", choices=DATASET_NAMES, help="dataset of --source (default: the run's)")
     p.add_argument("--source", help="another copy of the data (e.g. the full val set); classes matched by id")
     p.add_argument("--checkpoint", default="best", help="best, last, or a path")
-    p.add_argument("--tta", choices=["flip"], help="test-time augmentation")
+    p.add_argument("--tta", choices=["run", "flip", "none"], default="run",
+                   help="test-time augmentation (default: as the run's final evaluation)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
@@ -397,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--checkpoint", default="best")
-    p.add_argument("--tta", choices=["flip"])
+    p.add_argument("--tta", choices=["run", "flip", "none"], default="run",
+                   help="test-time augmentation (default: as the run's final evaluation)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", help="segmentation runs: folder for the colour masks (default predictions/)")

@@ -585,7 +585,7 @@ def build_model(cfg: Config, ds, train_split, val_name: str, ckpt: dict | None, 
         eval_batch_size=t.eval_batch_size, val_split=val_name, holdout=cfg.data.holdout, split_seed=t.seed,
         cache=str(ds.path), source=cfg.data.source, cache_dir=cfg.data.cache_dir, prepare_size=cfg.data.image_size,
         pretrained=loaded.get("source", tr.pretrained), pretrained_head=loaded.get("head", ""),
-        task=ds.task, ignore_index=ds.ignore_index)
+        task=ds.task, ignore_index=ds.ignore_index, tta="flip" if t.tta else "")
     return model, record
 
 

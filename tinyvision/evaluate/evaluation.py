@@ -37,11 +37,13 @@ def class_mapping(run_ids: list[str], data_ids: list[str], where: str) -> np.nda
 
 
 def evaluate_run(run_dir, split: str = "val", *, dataset: str | None = None, source: str | None = None,
-                 checkpoint: str = "best", tta: str | None = None, device: str = "cpu", out_dir=None,
+                 checkpoint: str = "best", tta: str | None = "run", device: str = "cpu", out_dir=None,
                  batch_size: int | None = None, gallery: int = 32) -> dict:
-    """Evaluate a run's checkpoint and write the report files. Returns {'top1', 'top5', 'loss', 'n', ...}."""
+    """Evaluate a run's checkpoint and write the report files. Returns {'top1', 'top5', 'loss', 'n', ...}.
+    tta: "run" evaluates as the run's final evaluation did (train.tta), "flip" or None choose."""
     run_dir = Path(run_dir)
     lm = load_model(run_dir, checkpoint, device)
+    tta = lm.record.resolve_tta(tta)
     ds = open_dataset(lm.record, dataset, source)
     part = ds.eval_split(split, holdout=lm.record.holdout, seed=lm.record.split_seed)
     out = Path(out_dir) if out_dir else run_dir / "eval" / part.name
