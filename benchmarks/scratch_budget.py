@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -42,7 +43,7 @@ from train_settings import measure  # noqa: E402
 
 from tinyvision.data import prepare  # noqa: E402
 from tinyvision.engine import fit, load_config  # noqa: E402
-from tinyvision.runs import read_metrics  # noqa: E402
+from tinyvision.runs import read_metrics, read_summary  # noqa: E402
 
 SHARED = HERE.parent.parent / "shared" / "datasets"
 DATASETS = {  # recipe, reference config, default source, reference budgets (minutes), accuracy marks
@@ -71,18 +72,30 @@ def calibrate() -> dict:
 
 
 def run(config: str, source, seconds: float, seed: int, out: Path, cache_dir, extra=()) -> dict:
-    cfg = load_config(config, [f"train.time_budget={seconds}", f"train.seed={seed}", f"output.dir={out}",
-                               "output.quiet=true", "output.tensorboard=false", *extra])
-    if source is not None:
-        cfg.data.source = str(source)
-    cfg.data.cache_dir = cache_dir
-    s = fit(cfg)
+    """One budgeted run; one that finished in an earlier call of this script with the same
+    budget (its summary in `out`) is read back instead, so a benchmark killed midway resumes."""
+    s = read_summary(out) if out.exists() else None
+    if s is not None and abs(s["time_budget"]["budget_s"] - seconds) < 1:
+        print(f"  {out.name}: finished earlier, read back", flush=True)
+    else:
+        s = _train(config, source, seconds, seed, out, cache_dir, extra)
     curve = [(m["spent_s"], m["val_top1"]) for m in read_metrics(out) if m.get("type") == "epoch"]
     tb = s["time_budget"]
     print(f"  {config} seed {seed}: top-1 {s['final']['top1']:.4f} in {tb['spent_s'] / 60:.1f} min "
           f"({s['epochs']} epochs, {s['images_per_s']:.0f} img/s{', cut' if tb['cut'] else ''})", flush=True)
     return {"top1": s["final"]["top1"], "spent_s": tb["spent_s"], "epochs": s["epochs"], "curve": curve,
             "images_per_s": s["images_per_s"], "cut": tb["cut"], "run_dir": str(out)}
+
+
+def _train(config: str, source, seconds: float, seed: int, out: Path, cache_dir, extra) -> dict:
+    if out.exists():  # unfinished, or made with another budget: start it again
+        shutil.rmtree(out)
+    cfg = load_config(config, [f"train.time_budget={seconds}", f"train.seed={seed}", f"output.dir={out}",
+                               "output.quiet=true", "output.tensorboard=false", *extra])
+    if source is not None:
+        cfg.data.source = str(source)
+    cfg.data.cache_dir = cache_dir
+    return fit(cfg)
 
 
 def reaches(curve, mark) -> float | None:
