@@ -10,7 +10,7 @@ setup:
 	$(PYTHON) -m pip install -q -e ".[test]"
 
 # The main job: train the default recipe on Fashion-MNIST (Debian's dataset-fashion-mnist),
-# evaluate on its test split, print the run dir and the numbers (about 4 minutes on 2 CPU cores).
+# evaluate on its test split, print the run dir and the numbers (3 to 15 minutes on 2 CPU cores: see README).
 demo: setup
 	tinyvision demo
 

@@ -129,7 +129,7 @@ class TrainConfig:
     seed: int = 0  # model init, data order and augmentation
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast); auto = bf16 where supported
-    channels_last: str = "auto"  # auto | on | off; auto = on for CUDA, and on CPU with bf16 (measured faster)
+    channels_last: str = "auto"  # auto | on | off; auto = on (CUDA, and CPU in bf16 or fp32: measured faster)
     compile: bool = False  # torch.compile the model
     threads: int = 0  # CPU threads per process; 0 = cores / processes
     early_stop_patience: int = 0  # stop after this many epochs without improvement; 0 = off
