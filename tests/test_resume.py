@@ -160,3 +160,21 @@ def test_ddp_two_processes_resume_is_exact(tmp_path, src):
     _run(["--resume", str(killed)], tmp_path, nproc=2)
     _assert_same_state(ref, killed, at)
     assert p.stdout.count("run dir:") == 1  # only rank 0 reports
+
+
+def test_ddp_time_budget_one_plan_for_both_ranks(tmp_path, src):
+    """Under DDP rank 0 makes the plan and broadcasts it: both ranks take the same number of steps
+    (a rank that planned on its own would hang the other at a collective), and the run ends within
+    its budget."""
+    budget = 12.0
+    args = [*TRAIN, "--source", str(src), "--epochs", "2", "--batch-size", "16", "--time-budget", str(budget)]
+    out = tmp_path / "run"
+    t0 = time.perf_counter()
+    _run([*args, "--out", str(out)], tmp_path, nproc=2)
+    wall = time.perf_counter() - t0
+    s = json.loads((out / "summary.json").read_text())
+    tb = s["time_budget"]
+    assert s["world_size"] == 2 and tb["plan"] is not None and (s["steps"] == tb["plan"]["total_steps"] or tb["cut"])
+    assert tb["spent_s"] <= budget * 1.05 and wall < budget + 60  # + process start and cache outside the budget
+    ck = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert ck["plan"] == tb["plan"] and ck["step"] == s["steps"]
