@@ -234,13 +234,15 @@ class Run:
         t0 = self.hooks.clock()
         self.validate(model, max_batches=n, dist=False)
         eval_s = (self.hooks.clock() - t0) / n * len(self.val_loader)
-        plan = self.planner.make(self.step, self.budget_spent(), self.epoch, eval_s, train_seconds,
-                                 final_extra_s=eval_s if self.cfg.train.tta else 0.0)  # the mirror images
+        plan = None  # only rank 0 measured the speed (Planner.observe), so only it plans
+        if self.dist.main:
+            plan = self.planner.make(self.step, self.budget_spent(), self.epoch, eval_s, train_seconds,
+                                     final_extra_s=eval_s if self.cfg.train.tta else 0.0)  # the mirror images
         if self.dist.enabled:  # one plan for every rank: rank 0's
             v = torch.tensor([plan.total_steps, plan.epochs, plan.steps_per_s, plan.eval_s, plan.made_at_s]
                              if self.dist.main else [0.0] * 5, dtype=torch.float64, device=self.device)
             total, epochs, rate, ev, at = self.dist.sum(v).tolist()
-            plan = Plan(plan.budget_s, int(total), int(epochs), rate, ev, self.step, at, train_seconds)
+            plan = Plan(self.planner.budget_s, int(total), int(epochs), rate, ev, self.step, at, train_seconds)
         self.set_plan(plan)
         self.log.write({"type": "plan", "step": self.step, **plan.to_dict()}, "plan")
         self.log.print(f"time budget {plan.budget_s:.0f} s: {plan.steps_per_s:.2f} steps/s measured, val pass "
@@ -258,7 +260,11 @@ class Run:
         if self.dist.enabled:  # rank 0's revision for every rank
             v = torch.tensor([self.plan.total_steps, self.plan.epochs] if self.dist.main else [0, 0],
                              dtype=torch.float64, device=self.device)
-            self.plan.total_steps, self.plan.epochs = (int(x) for x in self.dist.sum(v).tolist())
+            total, epochs = (int(x) for x in self.dist.sum(v).tolist())
+            if not self.dist.main:  # the same record of it, so that every rank's plan.checks() agree
+                self.plan.revisions.append({"at_step": self.step, "train_s": train_seconds, "steps_per_s": 0.0,
+                                            "from_total": before, "total_steps": total, "epochs": epochs})
+            self.plan.total_steps, self.plan.epochs = total, epochs
         if self.plan.total_steps != before:
             self.schedule.retarget(self.step, self.plan.total_steps)
             self.log.write({"type": "plan", "step": self.step, **self.plan.to_dict()}, "plan")
