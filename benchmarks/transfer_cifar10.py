@@ -16,7 +16,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from transfer_stages import WEIGHTS, Stages
+from transfer_stages import WEIGHTS, Stages, common_overrides
 
 
 def main() -> None:
@@ -31,11 +31,7 @@ def main() -> None:
     a = ap.parse_args()
     out = Path(a.out or tempfile.mkdtemp(prefix="tv-transfer-c10-"))
     st = Stages(out)
-    common = {"data.name": "cifar10", "data.source": a.source, "data.cache_dir": str(out / "cache"),
-              "model.name": a.model, "augment.size": a.size, "optim.label_smoothing": 0.1,
-              "output.quiet": True, "output.tensorboard": False, "train.log_every": 100}
-    if a.limit_train:
-        common["data.limit_train"] = a.limit_train
+    common = common_overrides("cifar10", a.source, out / "cache", a.model, a.size, a.limit_train)
     st.features_then_unfreeze(
         common, WEIGHTS[a.model],
         {"optim.name": "adamw", "optim.lr": 0.002, "optim.weight_decay": 0.05, "schedule.name": "cosine",

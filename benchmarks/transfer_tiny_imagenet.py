@@ -18,7 +18,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from transfer_stages import WEIGHTS, Stages
+from transfer_stages import WEIGHTS, Stages, common_overrides
 
 from tinyvision.evaluate.evaluation import evaluate_pretrained
 
@@ -39,11 +39,7 @@ def main() -> None:
     out = Path(a.out or tempfile.mkdtemp(prefix="tv-transfer-"))
     cache = out / "cache"  # a fresh cache: its build counts toward the hour
     st = Stages(out)
-    common = {"data.name": "tiny-imagenet", "data.source": a.source, "data.cache_dir": str(cache),
-              "model.name": a.model, "augment.size": a.size, "optim.label_smoothing": 0.1,
-              "output.quiet": True, "output.tensorboard": False, "train.log_every": 100}
-    if a.limit_train:
-        common["data.limit_train"] = a.limit_train
+    common = common_overrides("tiny-imagenet", a.source, cache, a.model, a.size, a.limit_train)
 
     s = st.t0
     zs = evaluate_pretrained(a.model, WEIGHTS[a.model], "tiny-imagenet", a.source, "val", a.size,
