@@ -8,6 +8,7 @@ import torch
 from tinyvision.data import Split
 from tinyvision.data.augment import build_augment
 from tinyvision.data.loader import BatchLoader
+from tinyvision.errors import TinyVisionError
 
 
 def make_split(n=103, h=8):
@@ -155,7 +156,7 @@ def test_repeat_makes_an_epoch_several_passes():
 def test_streaming_from_the_cache_file_gives_the_same_batches(tmp_path):
     """in_memory=False reads each batch from the memmapped file (sorted runs, os.pread, a
     read-ahead thread); the batches are those of the in-RAM path, and resume works the same."""
-    from tinyvision.data.dataset import read_rows
+    from tinyvision.data.rowfile import read_rows
 
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 256, (50, 4, 4, 3), dtype=np.uint8)
@@ -182,3 +183,27 @@ def test_streaming_from_the_cache_file_gives_the_same_batches(tmp_path):
     assert torch.equal(next(iter(BatchLoader(view, 4, shuffle=False, in_memory=False)))[0].permute(0, 2, 3, 1),
                        torch.from_numpy(arr[[1, 5, 9, 30]]))
     assert BatchLoader(s, 8, in_memory=None).in_memory  # auto: 2.4 kB fits
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_row_reader_reads_any_rows_exactly_and_names_a_truncated_file(tmp_path, direct):
+    """RowReader (O_DIRECT through an aligned bounce buffer where the filesystem allows) and
+    read_rows give images[rows] for unsorted rows, repeats, runs, and a file's last row; a file
+    cut short after it was mapped is an error naming it."""
+    from tinyvision.data.rowfile import RowReader, read_rows
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (300, 8, 9, 3), dtype=np.uint8)  # 216-byte rows: runs cross 4 KB blocks
+    np.save(tmp_path / "x.npy", arr)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    reader = RowReader(mm, direct=direct)
+    for rows in (np.array([299, 2, 1, 0, 2]), rng.permutation(300)[:77], np.arange(300), np.arange(100, 140)):
+        np.testing.assert_array_equal(reader.read(rows), arr[rows])
+        np.testing.assert_array_equal(read_rows(mm, rows), arr[rows])
+    with open(tmp_path / "x.npy", "r+b") as f:  # cut the last row in half
+        f.truncate(mm.offset + 299 * 216 + 100)
+    with pytest.raises(TinyVisionError, match=r"x\.npy: truncated"):
+        reader.read(np.array([3, 299]))
+    with pytest.raises(TinyVisionError, match=r"x\.npy: truncated"):
+        read_rows(mm, np.array([3, 299]))
+    reader.close()

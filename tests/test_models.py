@@ -110,3 +110,19 @@ def test_cli_models_list_and_show(capsys):
     assert info["name"] == "seed002-net1" and info["params"] == 4_790_728
     # conv1 alone: 64*64 outputs * 128 channels * 3*5*5 = 39,321,600 MACs
     assert info["layers"][0]["macs"] == 39_321_600 and info["macs"] > info["layers"][0]["macs"]
+
+
+def test_whitening_stem_whitens_the_patches_it_was_fitted_on():
+    """quicknet's whiten stem, set by init_from_data (which sums the patch covariance over parts
+    of 256 images: 300 here), maps the data's 2x2 patches to unit, uncorrelated outputs."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(300, 3, 9, 9, generator=g)
+    x = base[:, :, 1:, 1:] + 0.8 * base[:, :, :-1, :-1] + 0.5 * base[:, [1, 2, 0], 1:, 1:]  # correlated pixels
+    x = x * torch.tensor([1.0, 2.0, 0.5]).view(1, 3, 1, 1)
+    model = create_model("quicknet-cifar", num_classes=10, in_chans=3)
+    model.init_from_data(x)
+    w = model.whiten.weight[:12]  # the filters; the other 12 are their negatives
+    assert torch.equal(model.whiten.weight[12:], -w)
+    out = torch.nn.functional.conv2d(x, w).permute(0, 2, 3, 1).reshape(-1, 12).double()
+    cov = out.T @ out / len(out)
+    assert torch.allclose(cov, torch.eye(12, dtype=torch.float64), atol=0.02), cov.diagonal()

@@ -6,7 +6,6 @@ A Split may be a view (an index array over the cached rows): holdout splits and
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,36 +71,6 @@ class Split:
         taken = np.sort(np.concatenate(taken))
         rest = np.setdiff1d(np.arange(len(self)), taken)
         return self.view(self.name, taken), self.view(self.name, rest)
-
-
-def read_rows(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """images[rows] as a new array. For a memmap over a cache file the rows are read in sorted
-    runs with os.pread (the GIL is released while the disk works, and no page of the file stays
-    mapped into the process: reading a cache larger than memory keeps the process small); any
-    other array is indexed."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if not isinstance(images, np.memmap) or images.filename is None:
-        return np.ascontiguousarray(images[rows])
-    row_bytes = int(np.prod(images.shape[1:])) * images.dtype.itemsize
-    out = np.empty((len(rows), *images.shape[1:]), dtype=images.dtype)
-    order = np.argsort(rows, kind="stable")
-    flat = out.reshape(len(rows), -1).view(np.uint8)
-    fd = os.open(images.filename, os.O_RDONLY)
-    try:
-        i = 0
-        while i < len(order):  # a run of consecutive rows is one read
-            j = i + 1
-            while j < len(order) and rows[order[j]] == rows[order[j - 1]] + 1:
-                j += 1
-            data = os.pread(fd, row_bytes * (j - i), images.offset + int(rows[order[i]]) * row_bytes)
-            if len(data) != row_bytes * (j - i):
-                raise TinyVisionError(f"{images.filename}: truncated (row {int(rows[order[j - 1]])} is past its end)")
-            block = np.frombuffer(data, np.uint8).reshape(j - i, row_bytes)
-            flat[order[i:j]] = block
-            i = j
-    finally:
-        os.close(fd)
-    return out
 
 
 def available_memory() -> int:

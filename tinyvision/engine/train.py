@@ -20,6 +20,7 @@ from torch import nn
 from tinyvision.atomic import write_text
 from tinyvision.checkpoint import load_checkpoint, save_checkpoint
 from tinyvision.data import prepare
+from tinyvision.data.rowfile import read_rows
 from tinyvision.data.augment import build_augment, parse_policy
 from tinyvision.data.loader import BatchLoader, batch_generator
 from tinyvision.device import precision_name, resolve_channels_last, resolve_device, resolve_precision
@@ -547,14 +548,16 @@ def open_run_dir(cfg: Config, resume: bool, dist: Dist) -> tuple[Path, dict | No
     return run_dir, ckpt, resume
 
 
-INIT_IMAGES = 5000  # training images a data-dependent init (a whitening stem) looks at
+INIT_IMAGES = 5000  # training images a data-dependent init (a whitening stem) looks at...
+INIT_BYTES = 16 << 20  # ...at most this much of them as uint8: 5,000 at 32 px, 54 at 320 px (then 64 MB as
+# floats, where 5,000 at 320 px took 6 GB and was the peak RSS of a run streaming a 30 GB cache)
 
 
 def build_model(cfg: Config, ds, train_split, val_name: str, ckpt: dict | None, amp_dtype, channels_last: bool):
     """(model on the CPU, the run's record). Pretrained weights, or a data-dependent init (models
-    with `init_from_data`, given the first INIT_IMAGES training images, normalized), are set for a
-    fresh run; a resumed one takes its weights from its checkpoint and keeps its record of where
-    they came from."""
+    with `init_from_data`, given the first INIT_IMAGES training images, at most INIT_BYTES of
+    them, normalized), are set for a fresh run; a resumed one takes its weights from its
+    checkpoint and keeps its record of where they came from."""
     tr, t = cfg.transfer, cfg.train
     size = cfg.augment.size or ds.image_size[0]
     check_input_size(cfg.model.name, size)
@@ -577,8 +580,9 @@ def build_model(cfg: Config, ds, train_split, val_name: str, ckpt: dict | None, 
             p.requires_grad_(p.requires_grad and name not in frozen)
     mean, std = normalization(cfg.model.name, ds, tr, cfg.data.normalize)
     if ckpt is None and hasattr(model, "init_from_data"):
-        rows = train_split.rows[:INIT_IMAGES]
-        x = torch.from_numpy(np.ascontiguousarray(train_split.images[rows])).permute(0, 3, 1, 2)
+        row_bytes = int(np.prod(train_split.images.shape[1:]))
+        rows = train_split.rows[: max(1, min(INIT_IMAGES, INIT_BYTES // row_bytes))]
+        x = torch.from_numpy(read_rows(train_split.images, rows)).permute(0, 3, 1, 2)
         model.init_from_data(build_augment("none", mean, std, ds.image_size[0], cfg.augment.size)(x))
     facts = summarize(model, size, ds.channels)
     record = RunRecord(

@@ -65,8 +65,12 @@ class QuickNet(nn.Module):
         if self.whiten is None:
             return
         c, (h, w) = x.shape[1], self.whiten.weight.shape[2:]
-        patches = x.float().unfold(2, h, 1).unfold(3, w, 1).transpose(1, 3).reshape(-1, c * h * w)
-        cov = patches.T @ patches / len(patches)
+        cov, count = torch.zeros(c * h * w, c * h * w, dtype=torch.float64), 0
+        for part in x.split(256):  # every patch is c*h*w values: 4x the images for a 2x2 stem, so by parts
+            patches = part.float().unfold(2, h, 1).unfold(3, w, 1).transpose(1, 3).reshape(-1, c * h * w)
+            cov += (patches.T @ patches).double()
+            count += len(patches)
+        cov = (cov / count).float()
         eigenvalues, eigenvectors = torch.linalg.eigh(cov)
         filters = eigenvectors.T.reshape(-1, c, h, w) / torch.sqrt(eigenvalues.view(-1, 1, 1, 1) + eps)
         self.whiten.weight.copy_(torch.cat([filters, -filters]).to(self.whiten.weight.dtype))
