@@ -193,17 +193,18 @@ def test_row_reader_reads_any_rows_exactly_and_names_a_truncated_file(tmp_path, 
     from tinyvision.data.rowfile import RowReader, read_rows
 
     rng = np.random.default_rng(0)
-    arr = rng.integers(0, 256, (300, 8, 9, 3), dtype=np.uint8)  # 216-byte rows: runs cross 4 KB blocks
+    arr = rng.integers(0, 256, (3000, 8, 9, 3), dtype=np.uint8)  # 216-byte rows: runs cross 4 KB blocks
     np.save(tmp_path / "x.npy", arr)
     mm = np.load(tmp_path / "x.npy", mmap_mode="r")
     reader = RowReader(mm, direct=direct)
-    for rows in (np.array([299, 2, 1, 0, 2]), rng.permutation(300)[:77], np.arange(300), np.arange(100, 140)):
+    # the whole file in order: one run of 3,000 rows, more than one preadv may scatter into
+    for rows in (np.array([2999, 2, 1, 0, 2]), rng.permutation(3000)[:77], np.arange(3000), np.arange(100, 140)):
         np.testing.assert_array_equal(reader.read(rows), arr[rows])
         np.testing.assert_array_equal(read_rows(mm, rows), arr[rows])
     with open(tmp_path / "x.npy", "r+b") as f:  # cut the last row in half
-        f.truncate(mm.offset + 299 * 216 + 100)
+        f.truncate(mm.offset + 2999 * 216 + 100)
     with pytest.raises(TinyVisionError, match=r"x\.npy: truncated"):
-        reader.read(np.array([3, 299]))
+        reader.read(np.array([3, 2999]))
     with pytest.raises(TinyVisionError, match=r"x\.npy: truncated"):
-        read_rows(mm, np.array([3, 299]))
+        read_rows(mm, np.array([3, 2999]))
     reader.close()

@@ -24,15 +24,15 @@ from tinyvision.errors import TinyVisionError
 
 MAX_READ = 64 << 20  # bytes per system call (Linux caps one read near 2 GB; smaller keeps it prompt)
 ALIGN = 4096  # O_DIRECT wants offsets, lengths and buffers on the device's block boundaries
+IOV_MAX = 1024  # buffers one preadv may scatter into (Linux's limit; more is EINVAL)
 
 
-def _runs(rows: np.ndarray, row_bytes: int):
-    """(order, [(first sorted index, end)]): rows sorted, cut into runs of consecutive rows of at
-    most MAX_READ bytes each."""
+def _runs(rows: np.ndarray, row_bytes: int, longest: int):
+    """(order, sorted rows, [(first sorted index, end)]): rows sorted, cut into runs of consecutive
+    rows, each of at most `longest` rows."""
     order = np.argsort(rows, kind="stable")
     sorted_rows = rows[order]
     starts = np.flatnonzero(np.diff(sorted_rows, prepend=-2) != 1).tolist() + [len(rows)]
-    longest = max(1, MAX_READ // row_bytes)
     runs = []
     for i, end in zip(starts[:-1], starts[1:]):
         runs += [(j, min(j + longest, end)) for j in range(i, end, longest)]
@@ -97,7 +97,7 @@ class RowReader:
         rb = self.row_bytes
         out = np.empty((len(rows), *self.images.shape[1:]), dtype=self.images.dtype)
         flat = out.reshape(len(rows), rb).view(np.uint8)
-        order, sorted_rows, runs = _runs(rows, rb)
+        order, sorted_rows, runs = _runs(rows, rb, max(1, MAX_READ // rb))
         buf = self._bounce(min(len(rows), max(1, MAX_READ // rb)) * rb + 2 * ALIGN)
         for i, j in runs:
             start = self.images.offset + int(sorted_rows[i]) * rb
@@ -113,7 +113,7 @@ class RowReader:
         rb = self.row_bytes
         out = np.empty((len(rows), *self.images.shape[1:]), dtype=self.images.dtype)
         flat = memoryview(out.reshape(-1).view(np.uint8))
-        order, sorted_rows, runs = _runs(rows, rb)
+        order, sorted_rows, runs = _runs(rows, rb, max(1, min(IOV_MAX, MAX_READ // rb)))  # a buffer per row
         for i, j in runs:
             places = [flat[k * rb : (k + 1) * rb] for k in order[i:j].tolist()]
             if os.preadv(self.fd, places, self.images.offset + int(sorted_rows[i]) * rb) != rb * (j - i):
