@@ -153,8 +153,8 @@ def test_repeat_makes_an_epoch_several_passes():
     assert not torch.equal(seen[:10], seen[10:20])  # the others are permuted afresh
 
 
-def test_streaming_from_the_cache_file_gives_the_same_batches(tmp_path):
-    """in_memory=False reads each batch from the memmapped file (sorted runs, os.pread, a
+def test_streaming_from_the_cache_file_gives_the_same_batches(tmp_path, monkeypatch):
+    """in_memory=False reads each batch from the memmapped file (runs of rows by preadv, a
     read-ahead thread); the batches are those of the in-RAM path, and resume works the same."""
     from tinyvision.data.rowfile import read_rows
 
@@ -182,7 +182,13 @@ def test_streaming_from_the_cache_file_gives_the_same_batches(tmp_path):
     view = s.view("v", np.array([1, 5, 9, 30]))  # a view streams its own rows only
     assert torch.equal(next(iter(BatchLoader(view, 4, shuffle=False, in_memory=False)))[0].permute(0, 2, 3, 1),
                        torch.from_numpy(arr[[1, 5, 9, 30]]))
-    assert BatchLoader(s, 8, in_memory=None).in_memory  # auto: 2.4 kB fits
+    assert BatchLoader(s, 8).in_memory  # auto, the default: 2.4 kB fits
+    import tinyvision.data.loader as loader_module
+
+    monkeypatch.setattr(loader_module, "available_memory", lambda: 3000)  # 2.4 kB is more than half of it
+    auto = BatchLoader(s, 8, seed=1)
+    assert not auto.in_memory
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(BatchLoader(s, 8, seed=1, in_memory=True), auto))
 
 
 @pytest.mark.parametrize("direct", [False, True])

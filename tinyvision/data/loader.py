@@ -43,7 +43,10 @@ class BatchLoader:
 
     images come out uint8 NCHW on `device` unless `transform(x_uint8, generator)` is given,
     which turns them into model input (see tinyvision.data.augment). For a segmentation split
-    the targets are its masks (N, H, W) int64, and the transform moves them with the images."""
+    the targets are its masks (N, H, W) int64, and the transform moves them with the images.
+    `in_memory`: gather the split into RAM (or device memory) once; False: stream each batch from
+    the cache file; None (default): in RAM when it takes at most RAM_SHARE of available memory.
+    So a val pass, a prediction or a feature extraction over a split larger than memory streams."""
 
     def __init__(
         self,
@@ -57,7 +60,7 @@ class BatchLoader:
         rank: int = 0,
         world_size: int = 1,
         transform: Callable | None = None,
-        in_memory: bool | None = True,
+        in_memory: bool | None = None,
         repeat: int = 1,
     ):
         self.split, self.batch_size = split, batch_size
