@@ -20,9 +20,9 @@ from torch import nn
 from tinyvision.atomic import write_text
 from tinyvision.checkpoint import load_checkpoint, save_checkpoint
 from tinyvision.data import prepare
-from tinyvision.data.rowfile import read_rows
 from tinyvision.data.augment import build_augment, parse_policy
 from tinyvision.data.loader import BatchLoader, batch_generator
+from tinyvision.data.rowfile import read_rows
 from tinyvision.device import precision_name, resolve_channels_last, resolve_device, resolve_precision
 from tinyvision.engine.config import Config, save_config
 from tinyvision.engine.distributed import Dist, init_distributed, shutdown
