@@ -93,9 +93,15 @@ class RowReader:
                 self.fd, self.direct = os.open(self.images.filename, os.O_RDONLY), False
         return self._read_buffered(rows)
 
+    def _empty(self, n: int) -> np.ndarray:
+        return np.empty((n, *self.images.shape[1:]), dtype=self.images.dtype)
+
+    def _truncated(self, row) -> TinyVisionError:
+        return TinyVisionError(f"{self.images.filename}: truncated (row {int(row)} is past its end)")
+
     def _read_direct(self, rows: np.ndarray) -> np.ndarray:
         rb = self.row_bytes
-        out = np.empty((len(rows), *self.images.shape[1:]), dtype=self.images.dtype)
+        out = self._empty(len(rows))
         flat = out.reshape(len(rows), rb).view(np.uint8)
         order, sorted_rows, runs = _runs(rows, rb, max(1, MAX_READ // rb))
         buf = self._bounce(min(len(rows), max(1, MAX_READ // rb)) * rb + 2 * ALIGN)
@@ -104,20 +110,20 @@ class RowReader:
             lo, hi = start // ALIGN * ALIGN, -(-(start + rb * (j - i)) // ALIGN) * ALIGN
             got = os.preadv(self.fd, [buf[: hi - lo]], lo)  # the file's end may cut the last block short
             if got < start - lo + rb * (j - i):
-                raise TinyVisionError(f"{self.images.filename}: truncated (row {int(sorted_rows[j - 1])} is past its end)")
+                raise self._truncated(sorted_rows[j - 1])
             block = np.frombuffer(buf, np.uint8, rb * (j - i), start - lo).reshape(j - i, rb)
             flat[order[i:j]] = block
         return out
 
     def _read_buffered(self, rows: np.ndarray) -> np.ndarray:
         rb = self.row_bytes
-        out = np.empty((len(rows), *self.images.shape[1:]), dtype=self.images.dtype)
+        out = self._empty(len(rows))
         flat = memoryview(out.reshape(-1).view(np.uint8))
         order, sorted_rows, runs = _runs(rows, rb, max(1, min(IOV_MAX, MAX_READ // rb)))  # a buffer per row
         for i, j in runs:
             places = [flat[k * rb : (k + 1) * rb] for k in order[i:j].tolist()]
             if os.preadv(self.fd, places, self.images.offset + int(sorted_rows[i]) * rb) != rb * (j - i):
-                raise TinyVisionError(f"{self.images.filename}: truncated (row {int(sorted_rows[j - 1])} is past its end)")
+                raise self._truncated(sorted_rows[j - 1])
         return out
 
     def close(self) -> None:
