@@ -180,7 +180,7 @@ def cmd_eval(a):
             raise TinyVisionError("eval needs a RUN_DIR, or --model, --pretrained and --data for a zero-shot check")
         res = evaluate_pretrained(a.model, a.pretrained, a.data, a.source, a.split, a.input_size, a.device,
                                   out_dir=a.out, cache_dir=a.cache_dir,
-                                  tta=a.tta if a.tta == "flip" else None)
+                                  tta=None if a.tta in ("run", "none") else a.tta)
     else:
         if a.model or a.pretrained or a.input_size:
             raise TinyVisionError("--model, --pretrained and --input-size are for zero-shot eval, without a RUN_DIR")
@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", choices=DATASET_NAMES, help="dataset of --source (default: the run's)")
     p.add_argument("--source", help="another copy of the data (e.g. the full val set); classes matched by id")
     p.add_argument("--checkpoint", default="best", help="best, last, or a path")
-    p.add_argument("--tta", choices=["run", "flip", "none"], default="run",
+    p.add_argument("--tta", choices=["run", "flip", "flip-shift", "none"], default="run",
                    help="test-time augmentation (default: as the run's final evaluation)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -400,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--checkpoint", default="best")
-    p.add_argument("--tta", choices=["run", "flip", "none"], default="run",
+    p.add_argument("--tta", choices=["run", "flip", "flip-shift", "none"], default="run",
                    help="test-time augmentation (default: as the run's final evaluation)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true")

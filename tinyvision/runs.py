@@ -18,6 +18,7 @@ from torch import nn
 from tinyvision.atomic import write_text
 from tinyvision.checkpoint import load_checkpoint
 from tinyvision.errors import TinyVisionError
+from tinyvision.tta import resolve
 
 RECORD_FILE = "run.json"
 
@@ -57,16 +58,14 @@ class RunRecord:
     pretrained_head: str = ""  # loaded | imagenet-rows | new ("" without pretrained weights)
     task: str = "classification"  # or segmentation: the model maps an image to per-pixel class logits
     ignore_index: int | None = None  # segmentation: the mask value of pixels without a class
-    tta: str = ""  # test-time augmentation of the run's final evaluation ("flip", or "" for none)
+    tta: str = ""  # test-time augmentation of the run's final evaluation ("flip", "flip-shift", or "" for none)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def resolve_tta(self, tta: str | None) -> str | None:
         """An eval's TTA: "run" (the default) evaluates as the run's final evaluation did."""
-        if tta == "run":
-            return self.tta or None
-        return None if tta in (None, "", "none") else tta
+        return resolve(self.tta if tta == "run" else tta)
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "run record") -> "RunRecord":

@@ -35,6 +35,7 @@ CHOICES = {
     "train.monitor": ("auto", "top1", "miou", "loss"),
     "data.task": ("auto", "classification", "segmentation"),
     "output.if_exists": ("refuse", "resume"),
+    "train.tta": (False, True, "none", "flip", "flip-shift"),
 }
 
 
@@ -123,7 +124,7 @@ class TrainConfig:
     epochs: int = 10  # with time_budget: only a first guess, for the schedule's shape until the plan is made
     time_budget: float = 0.0  # seconds (YAML/--set also take 60m, 1h30m) for training + its val passes,
     # cache build excluded; the run measures its speed and fixes its steps and schedule to end on time. 0 = off
-    tta: bool = False  # the final val pass averages each image's and its mirror image's probabilities
+    tta: bool | str = False  # the final val pass averages views: true/flip (image + mirror), flip-shift (tinyvision.tta)
     batch_size: int = 128  # per process
     eval_batch_size: int = 500
     seed: int = 0  # model init, data order and augmentation
@@ -240,9 +241,10 @@ def parse_duration(text: str, what: str = "duration") -> float:
 def _check_choice(key: str, value) -> None:
     allowed = CHOICES.get(key)
     if allowed is not None and value not in allowed:
-        close = difflib.get_close_matches(str(value), allowed, n=1)
+        names = [str(a).lower() for a in allowed]  # train.tta also takes true / false
+        close = difflib.get_close_matches(str(value), names, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
-        raise TinyVisionError(f"{key} {value!r}: choose {', '.join(allowed)}{hint}")
+        raise TinyVisionError(f"{key} {value!r}: choose {', '.join(names)}{hint}")
 
 
 def _coerce(key: str, value, hint):

@@ -9,8 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinyvision.engine.distributed import Dist
+from tinyvision.errors import TinyVisionError
 from tinyvision.metrics import confusion, iou_from_confusion
 from tinyvision.models.outputs import split_outputs
+from tinyvision.tta import log_mean_probs as tta_log_mean_probs
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -49,20 +51,16 @@ def topk_correct(logits: torch.Tensor, y: torch.Tensor, ks=(1, 5)) -> list[torch
     return out
 
 
-def predict_logits(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None, tta: bool = False) -> torch.Tensor:
-    """float32 logits of the main head; with tta, the log of the mean of the probabilities of each
-    image and its mirror image (so argmax, top-k and the loss all see the flip-averaged prediction)."""
+def predict_logits(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None, tta: str | None = None) -> torch.Tensor:
+    """float32 logits of the main head; with tta ("flip", "flip-shift": tinyvision.tta), the log of
+    the weighted mean of the views' probabilities (so argmax, top-k and the loss all see it)."""
     with autocast(x.device, amp_dtype):
-        logits = split_outputs(model(x))[0].float()
-        if not tta:
-            return logits
-        mirrored = split_outputs(model(x.flip(3)))[0].float()
-    return torch.logsumexp(torch.stack([logits.log_softmax(1), mirrored.log_softmax(1)]), 0) - math.log(2)
+        return tta_log_mean_probs(lambda v: split_outputs(model(v))[0], x, tta)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, amp_dtype: torch.dtype | None = None, dist: Dist | None = None,
-             tta: bool = False, max_batches: int | None = None) -> dict:
+             tta: str | None = None, max_batches: int | None = None) -> dict:
     """{'loss', 'top1', 'top5', 'n'} over the whole split (or its first `max_batches`); under DDP
     the ranks' shards are summed, and each sample lies in exactly one shard, so every image counts once."""
     was_training = model.training
@@ -101,8 +99,10 @@ def pixel_correct(logits: torch.Tensor, y: torch.Tensor, ignore: int) -> tuple[t
     return (logits.argmax(1).eq(y) & valid).sum(), valid.sum()
 
 
-def segment_logits(model: nn.Module, x: torch.Tensor, amp_dtype, tta: bool = False) -> torch.Tensor:
-    """float32 (N, C, H, W) log-probabilities; with tta, of the mean of the image's and its mirror's."""
+def segment_logits(model: nn.Module, x: torch.Tensor, amp_dtype, tta: str | None = None) -> torch.Tensor:
+    """float32 (N, C, H, W) log-probabilities; with tta "flip", of the mean of the image's and its mirror's."""
+    if tta not in (None, "flip"):
+        raise TinyVisionError(f"segmentation takes test-time augmentation flip or none, not {tta!r}")
     with autocast(x.device, amp_dtype):
         logits = split_outputs(model(x))[0].float()
         if not tta:
@@ -113,7 +113,7 @@ def segment_logits(model: nn.Module, x: torch.Tensor, amp_dtype, tta: bool = Fal
 
 @torch.no_grad()
 def evaluate_segmentation(model: nn.Module, loader, num_classes: int, ignore: int, amp_dtype=None,
-                          dist: Dist | None = None, tta: bool = False, max_batches: int | None = None) -> dict:
+                          dist: Dist | None = None, tta: str | None = None, max_batches: int | None = None) -> dict:
     """{'loss', 'miou', 'dice', 'pixel_acc', 'n', 'iou'} over the split: one confusion matrix of all
     its pixels (summed over DDP ranks), so mIoU is the dataset's, not a mean over images."""
     was_training = model.training

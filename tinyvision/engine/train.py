@@ -43,6 +43,8 @@ from tinyvision.models.heads import dense_head
 from tinyvision.models.pretrained import load_pretrained
 from tinyvision.models.registry import get_entry
 from tinyvision.runs import RunRecord, claim_run_dir, default_run_dir, write_record
+from tinyvision.tta import passes as tta_passes
+from tinyvision.tta import resolve as resolve_tta
 
 MIX_STREAM = 1 << 20  # offsets the rank in batch_generator: mixing draws apart from augmentation
 
@@ -104,6 +106,9 @@ def check_task(cfg: Config, ds) -> None:
                                   "use transfer.mode=full or gradual")
         if cfg.train.monitor == "top1":
             raise TinyVisionError("train.monitor top1 is a classification metric; for segmentation use miou or loss")
+        if resolve_tta(cfg.train.tta) not in (None, "flip"):
+            raise TinyVisionError(f"train.tta {cfg.train.tta!r} shifts images, which a mask would have to follow; "
+                                  "for segmentation use train.tta=flip or false")
 
 
 def load_data(cfg: Config, dist: Dist):
@@ -238,7 +243,7 @@ class Run:
         plan = None  # only rank 0 measured the speed (Planner.observe), so only it plans
         if self.dist.main:
             plan = self.planner.make(self.step, self.budget_spent(), self.epoch, eval_s, train_seconds,
-                                     final_extra_s=eval_s if self.cfg.train.tta else 0.0)  # the mirror images
+                                     final_extra_s=eval_s * (tta_passes(self.cfg.train.tta) - 1))  # the TTA views
         if self.dist.enabled:  # one plan for every rank: rank 0's
             v = torch.tensor([plan.total_steps, plan.epochs, plan.steps_per_s, plan.eval_s, plan.made_at_s]
                              if self.dist.main else [0.0] * 5, dtype=torch.float64, device=self.device)
@@ -257,7 +262,7 @@ class Run:
         before = self.plan.total_steps
         if self.dist.main:
             revise(self.plan, self.step, self.budget_spent(), train_seconds, self.epoch, len(self.train_loader), eval_s,
-                   eval_s if self.cfg.train.tta else 0.0)
+                   eval_s * (tta_passes(self.cfg.train.tta) - 1))
         if self.dist.enabled:  # rank 0's revision for every rank
             v = torch.tensor([self.plan.total_steps, self.plan.epochs] if self.dist.main else [0, 0],
                              dtype=torch.float64, device=self.device)
@@ -278,7 +283,7 @@ class Run:
             return False
         if self.step >= self.plan.total_steps:
             return True
-        final_s = self.plan.eval_s * (2 if self.cfg.train.tta else 1)
+        final_s = self.plan.eval_s * tta_passes(self.cfg.train.tta)
         late = self.budget_spent() + final_s > self.plan.budget_s
         if self.dist.any(late, self.device):
             self.cut = True
@@ -287,7 +292,7 @@ class Run:
             return True
         return False
 
-    def validate(self, model: nn.Module, tta: bool = False, max_batches: int | None = None, dist=True) -> dict:
+    def validate(self, model: nn.Module, tta: str | None = None, max_batches: int | None = None, dist=True) -> dict:
         """The val metrics: loss, top1, top5 (classification) or miou, dice, pixel_acc (segmentation), n."""
         d = self.dist if dist else None
         if self.record.task == "segmentation":
@@ -431,7 +436,7 @@ def train_epochs(run: Run, head_model: nn.Module | None) -> str:
         final = run.cut or (run.plan.step_done(run.step) if run.plan is not None else
                             run.planner is None and run.epoch + 1 >= run.epochs)
         t_eval = run.hooks.clock()
-        val = run.validate(eval_model, tta=t.tta and final)
+        val = run.validate(eval_model, tta=resolve_tta(t.tta) if final else None)
         if not final:  # a plain pass: what the plan's next revision counts per epoch
             run.last_eval_s = run.hooks.clock() - t_eval
         run.epoch += 1
@@ -595,7 +600,7 @@ def build_model(cfg: Config, ds, train_split, val_name: str, ckpt: dict | None, 
         eval_batch_size=t.eval_batch_size, val_split=val_name, holdout=cfg.data.holdout, split_seed=t.seed,
         cache=str(ds.path), source=cfg.data.source, cache_dir=cfg.data.cache_dir, prepare_size=cfg.data.image_size,
         pretrained=loaded.get("source", tr.pretrained), pretrained_head=loaded.get("head", ""),
-        task=ds.task, ignore_index=ds.ignore_index, tta="flip" if t.tta else "")
+        task=ds.task, ignore_index=ds.ignore_index, tta=resolve_tta(t.tta) or "")
     return model, record
 
 
@@ -639,7 +644,7 @@ def finish(run: Run, stopped: str) -> dict:
         "wall_time_s": run.elapsed(), "train_seconds": run.train_seconds,
         "images_per_s": run.train_images / max(run.train_seconds, 1e-9),
         "params": r.params, "monitor": monitor.metric, "ema": run.ema is not None,
-        "device": str(run.device), "precision": r.precision, "tta": run.cfg.train.tta,
+        "device": str(run.device), "precision": r.precision, "tta": resolve_tta(run.cfg.train.tta) or "",
         "world_size": run.dist.world_size, "run_dir": str(run.run_dir),
     }
     if run.cfg.train.time_budget > 0:

@@ -16,6 +16,7 @@ from tinyvision.data.loader import BatchLoader
 from tinyvision.device import precision_dtype
 from tinyvision.models.outputs import main_output
 from tinyvision.runs import LoadedModel, RunRecord
+from tinyvision.tta import log_mean_probs as tta_log_mean_probs
 
 
 def eval_transform(record: RunRecord, cached_size: int):
@@ -27,7 +28,7 @@ def eval_transform(record: RunRecord, cached_size: int):
 def predict_batches(lm: LoadedModel, batches, tta: str | None = None, amp: bool = True) -> np.ndarray:
     """Softmax probabilities (N, C) float32 for an iterable of model-ready batches.
 
-    tta="flip" averages the probabilities of each image and its mirror image."""
+    tta ("flip", "flip-shift": tinyvision.tta) averages the probabilities of the image's views."""
     model = lm.model
     device = next(model.parameters()).device
     dtype = precision_dtype(lm.record.precision) if amp else None  # the run's own, to reproduce its numbers
@@ -36,13 +37,9 @@ def predict_batches(lm: LoadedModel, batches, tta: str | None = None, amp: bool 
     out = []
     for x in batches:
         x = x.to(device).contiguous(memory_format=fmt)
-        views = [x, x.flip(3)] if tta == "flip" else [x]
-        p = 0
-        for v in views:
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = main_output(model(v))
-            p = p + torch.softmax(logits.float(), dim=1)
-        out.append((p / len(views)).cpu().numpy())
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            log_p = tta_log_mean_probs(lambda v: main_output(model(v)), x, tta)
+        out.append(torch.softmax(log_p, dim=1).cpu().numpy())
     n_classes = lm.record.num_classes
     return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
 

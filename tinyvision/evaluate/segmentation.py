@@ -20,6 +20,7 @@ from tinyvision.atomic import write_text
 from tinyvision.data.augment import build_augment
 from tinyvision.data.loader import BatchLoader
 from tinyvision.device import precision_dtype
+from tinyvision.errors import TinyVisionError
 from tinyvision.evaluate import plots
 from tinyvision.metrics import confusion, iou_from_confusion
 from tinyvision.models.outputs import main_output
@@ -51,6 +52,8 @@ def colorize(mask: np.ndarray, n: int, ignore: int) -> np.ndarray:
 @torch.no_grad()
 def predict_masks(lm: LoadedModel, batches, tta: str | None = None):
     """For model-ready batches: (N, H, W) int64 predicted classes, and the (N, C, H, W) log-probabilities' loss inputs."""
+    if tta not in (None, "flip"):
+        raise TinyVisionError(f"segmentation takes test-time augmentation flip or none, not {tta!r}")
     model = lm.model
     device = next(model.parameters()).device
     dtype = precision_dtype(lm.record.precision)
