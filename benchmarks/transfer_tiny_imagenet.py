@@ -9,6 +9,8 @@ everything included (cache build, feature extraction, training, evaluation). Sta
      classifier (initialized from the ImageNet rows of the 200 classes) trained on them;
   2. gradual unfreezing from stage 1's weights: one epoch training the head and the last stage,
      then two epochs training everything with discriminative learning rates.
+Killed midway? Run the same command with the same --out: finished stages are read back,
+the interrupted one resumes from its last checkpoint (transfer_stages.Stages).
 All training uses train only; val is touched once per stage, to report. Prints each stage's
 top-1 and time; the last line reads `tiny-imagenet transfer: top1 <a>, minutes <m>`.
 """
@@ -41,10 +43,9 @@ def main() -> None:
     st = Stages(out)
     common = common_overrides("tiny-imagenet", a.source, cache, a.model, a.size, a.limit_train)
 
-    s = st.t0
-    zs = evaluate_pretrained(a.model, WEIGHTS[a.model], "tiny-imagenet", a.source, "val", a.size,
-                             out_dir=out / "zeroshot", cache_dir=str(cache), gallery=8)
-    st.record(f"0 zero-shot at {a.size} px (includes building the cache)", zs["top1"], s)
+    st.run(f"0 zero-shot at {a.size} px (includes building the cache)",
+           lambda: (evaluate_pretrained(a.model, WEIGHTS[a.model], "tiny-imagenet", a.source, "val", a.size,
+                                        out_dir=out / "zeroshot", cache_dir=str(cache), gallery=8)["top1"], None))
     st.features_then_unfreeze(
         common, WEIGHTS[a.model],
         {"optim.name": "adamw", "optim.lr": 0.002, "optim.weight_decay": 0.05, "schedule.name": "cosine",
