@@ -33,7 +33,7 @@ def test_modes_views_and_weights():
     assert [passes(m) for m in (None, True, "flip", "flip-shift")] == [1, 2, 2, 6]
     with pytest.raises(TinyVisionError, match="flip-shift"):
         resolve("shift")
-    vs = views(x, "flip-shift")
+    vs = list(views(x, "flip-shift"))
     assert len(vs) == 6 and sum(w for w, _ in vs) == pytest.approx(1.0)
     assert torch.equal(vs[0][1], x) and torch.equal(vs[1][1], x.flip(3)) and vs[0][0] == 0.25
 

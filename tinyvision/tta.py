@@ -14,7 +14,7 @@ the loss all see the averaged prediction.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -48,20 +48,24 @@ def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return padded[..., p - dy:p - dy + h, p - dx:p - dx + w]
 
 
-def views(x: torch.Tensor, mode: str | None) -> list[tuple[float, torch.Tensor]]:
-    """[(weight, view)] for `mode`; the weights add up to 1."""
+def views(x: torch.Tensor, mode: str | None) -> Iterator[tuple[float, torch.Tensor]]:
+    """(weight, view) for `mode`, one view at a time (a batch of large images is not held six
+    times over); the weights add up to 1."""
     mode = resolve(mode)
     if mode is None:
-        return [(1.0, x)]
-    pairs = [(1.0, x)] if mode == "flip" else [(0.5, x), (0.25, shifted(x, -1, -1)), (0.25, shifted(x, 1, 1))]
-    return [(w / 2, v) for w, base in pairs for v in (base, base.flip(3))]
+        yield 1.0, x
+        return
+    shifts = [(1.0, 0)] if mode == "flip" else [(0.5, 0), (0.25, -1), (0.25, 1)]
+    for w, d in shifts:
+        base = shifted(x, d, d) if d else x
+        yield w / 2, base
+        yield w / 2, base.flip(3)
 
 
 def log_mean_probs(logits_of: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mode: str | None) -> torch.Tensor:
     """float32 (N, classes): without TTA the logits themselves; with it, the log of the weighted
     mean of the views' softmax probabilities. `logits_of(view)` runs the model."""
-    vs = views(x, mode)
-    if len(vs) == 1:
+    if resolve(mode) is None:
         return logits_of(x).float()
-    stacked = torch.stack([logits_of(v).float().log_softmax(1) + math.log(w) for w, v in vs])
-    return torch.logsumexp(stacked, 0)
+    weighted = [logits_of(v).float().log_softmax(1) + math.log(w) for w, v in views(x, mode)]
+    return torch.logsumexp(torch.stack(weighted), 0)
