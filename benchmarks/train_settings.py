@@ -67,6 +67,12 @@ def main() -> None:
     a = ap.parse_args()
     device = torch.device(a.device)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {a.batch}")
+    if device.type == "cpu":  # what train.precision=auto decides from (tinyvision.device)
+        from tinyvision.device import BF16_MIN_SPEEDUP, cpu_bf16_speedup, precision_name, resolve_precision
+
+        probe = f"{cpu_bf16_speedup():.2f}x" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no bf16 here"
+        print(f"bf16 probe: {probe} (bf16 from {BF16_MIN_SPEEDUP}x) -> auto = "
+              f"{precision_name(resolve_precision('auto', device))}")
     print(f"{'model':28s} {'setting':30s} {'images/s':>10s} {'vs fp32':>8s}")
     for spec in a.models:
         name, size, in_chans, classes = spec.split(":")

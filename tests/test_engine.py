@@ -316,6 +316,42 @@ def test_precision_names_round_trip():
     assert precision_name(torch.bfloat16) == "bfloat16"  # the name summaries and run info carry
 
 
+def test_cpu_bf16_probe_measures_without_touching_the_random_stream():
+    from tinyvision.device import cpu_bf16_speedup
+
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    ratio = cpu_bf16_speedup.__wrapped__()  # uncached: it really times both
+    assert torch.equal(torch.rand(4), expected)
+    assert math.isfinite(ratio) and 0.01 < ratio < 100
+
+
+def test_auto_precision_follows_the_probe_and_a_resumed_run_keeps_its_own(tmp_path, idx_src, monkeypatch):
+    import tinyvision.device as device
+    from tinyvision.engine import FitHooks, Interrupted
+
+    cpu = torch.device("cpu")
+    assert device.resolve_precision("bf16", cpu) is torch.bfloat16 and device.resolve_precision("fp32", cpu) is None
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: pytest.fail("probed a CPU without bf16"))
+        assert device.resolve_precision("auto", cpu) is None
+        pytest.skip("this CPU has no bf16: auto is fp32 without a probe")
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 2.0)
+    assert device.resolve_precision("auto", cpu) is torch.bfloat16
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 1.05)  # under BF16_MIN_SPEEDUP: not worth rounding
+    assert device.resolve_precision("auto", cpu) is None
+    assert device.resolve_precision("auto", cpu, earlier="bfloat16") is torch.bfloat16
+    # started where bf16 paid, stopped at step 3, resumed after the probe changed its mind: still bf16
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 2.0)
+    steps = iter(range(100))
+    with pytest.raises(Interrupted):
+        fit(small_config(idx_src, tmp_path / "run"), hooks=FitHooks(should_stop=lambda: next(steps) >= 3))
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 0.8)
+    assert fit(small_config(idx_src, tmp_path / "run"), resume=True)["precision"] == "bfloat16"
+    assert fit(small_config(idx_src, tmp_path / "fresh"))["precision"] == "fp32"
+
+
 def test_progress_off_a_terminal_is_plain_lines(tmp_path, idx_src, capsys, monkeypatch):
     """CI, nohup, a log file: no bar's carriage returns; a line every PROGRESS_EVERY_S seconds."""
     import tinyvision.engine.runlog as runlog

@@ -61,15 +61,18 @@ class FitHooks:
 
 
 # ----------------------------------------------------------------- set-up steps
-def setup_device(t, dist: Dist) -> tuple[torch.device, torch.dtype | None, bool]:
-    """(device, autocast dtype or None, channels_last) as train.* asks, threads set on CPU."""
+def setup_device(t, dist: Dist, ckpt: dict | None) -> tuple[torch.device, torch.dtype | None, bool]:
+    """(device, autocast dtype or None, channels_last) as train.* asks, threads set on CPU. A
+    resumed run keeps the precision its start chose; the ranks of a DDP run take rank 0's."""
     device = resolve_device(t.device, dist.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     else:
         per_process = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
         torch.set_num_threads(t.threads or max(1, per_process))
-    amp_dtype = resolve_precision(t.precision, device)
+    amp_dtype = resolve_precision(t.precision, device, ckpt["record"].get("precision") if ckpt else None)
+    if dist.enabled and t.precision == "auto" and device.type == "cpu":  # each rank timed its own CPU
+        amp_dtype = torch.bfloat16 if dist.any(dist.main and amp_dtype is torch.bfloat16, device) else None
     return device, amp_dtype, resolve_channels_last(t.channels_last, device, amp_dtype)
 
 
@@ -485,8 +488,8 @@ def _fit(cfg: Config, resume: bool, dist: Dist, hooks: FitHooks, started: float)
         raise TinyVisionError("gradual unfreezing changes which parameters train, which DDP cannot follow; "
                               "run it in one process, or use transfer.mode=full with transfer.lr_decay")
     parse_policy(cfg.augment.policy)  # a typo in the policy fails here, before any cache or run dir work
-    device, amp_dtype, channels_last = setup_device(t, dist)
     run_dir, ckpt, resume = open_run_dir(cfg, resume, dist)
+    device, amp_dtype, channels_last = setup_device(t, dist, ckpt)
     t_data = hooks.clock()
     ds, (train_split, val_split, val_name) = load_data(cfg, dist)
     check_task(cfg, ds)
