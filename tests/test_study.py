@@ -97,3 +97,17 @@ def test_grid_killed_and_resumed_gives_the_table(tmp_path, grid):
     assert (out / "compare.html").exists() and all(c["label"].replace("/", "-") in (out / "compare.html").read_text()
                                                    for c in res["cells"])
     assert "narrow" in r.stdout and "adam" in r.stdout  # the table is printed too
+
+
+def test_every_builtin_study_parses_with_valid_cells_and_the_reports_numbers():
+    from tinyvision.search.grid import BUILTIN_STUDIES
+    names = sorted(p.stem for p in BUILTIN_STUDIES.glob("*.yaml"))
+    assert len(names) >= 10
+    for name in names:
+        spec = load_study(name)  # parse_study checks every cell's config before anything runs
+        assert spec.cells and spec.report and spec.assumptions, name
+        assert len({c.slug for c in spec.cells}) == len(spec.cells), name
+    # a report table's rows carry the report's own figure, so docs/reproductions.md sets ours beside it
+    opt = load_study("seed003-cifar10-resnet18-optimizers")
+    assert {c.label: c.report for c in opt.cells} == {"RMSprop": 0.789, "SGD": 0.646, "SGD and momentum": 0.784,
+                                                      "Adam": 0.843}
