@@ -80,6 +80,22 @@ def test_vgg16_conv_part():
     assert count_params(create_model("vgg16", num_classes=200).features) == 14_714_688
 
 
+def test_vgg16_starts_from_torchvision_init():
+    """A plain VGG16 with PyTorch's default init ends its features near zero and stays at chance on
+    MNIST; torchvision's init (kaiming fan-out convs, N(0, 0.01) linears) keeps the signal."""
+    import torchvision
+
+    torch.manual_seed(0)
+    ours = create_model("vgg16", num_classes=10)
+    ref = torchvision.models.vgg16(num_classes=10)
+    ours_convs = [m for m in ours.features if isinstance(m, torch.nn.Conv2d)]
+    ref_convs = [m for m in ref.features if isinstance(m, torch.nn.Conv2d)]
+    for a, b in zip(ours_convs, ref_convs, strict=True):
+        assert a.weight.std().item() == pytest.approx(b.weight.std().item(), rel=0.1)
+        assert not a.bias.any()
+    assert ours.classifier[-1].weight.std().item() == pytest.approx(0.01, rel=0.1)
+
+
 def test_fixed_size_models_name_their_size():
     m = create_model("seed002-net1", num_classes=200)
     with pytest.raises(TinyVisionError, match="seed002-net1 takes 64x64 inputs.*got 32x32"):
