@@ -349,7 +349,30 @@ def test_auto_precision_follows_the_probe_and_a_resumed_run_keeps_its_own(tmp_pa
         fit(small_config(idx_src, tmp_path / "run"), hooks=FitHooks(should_stop=lambda: next(steps) >= 3))
     monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 0.8)
     assert fit(small_config(idx_src, tmp_path / "run"), resume=True)["precision"] == "bfloat16"
+    # a fresh run on the same host takes the host's recorded verdict, not a new reading
+    record = tmp_path / "cache" / "host-probes.json"
+    assert json.loads(record.read_text()) == {device.host_key(): 2.0}
+    assert fit(small_config(idx_src, tmp_path / "same-host"))["precision"] == "bfloat16"
+    record.unlink()  # measure again: now fp32, and recorded
     assert fit(small_config(idx_src, tmp_path / "fresh"))["precision"] == "fp32"
+    assert json.loads(record.read_text()) == {device.host_key(): 0.8}
+
+
+def test_host_probe_record_is_measured_once_per_host_and_survives_a_bad_file(tmp_path, monkeypatch):
+    import tinyvision.device as device
+
+    readings = iter([1.5, 0.7, 0.9])
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: next(readings))
+    record = tmp_path / "cache" / "host-probes.json"
+    assert device.host_bf16_speedup(record) == 1.5
+    assert device.host_bf16_speedup(record) == 1.5  # kept: no second measurement
+    monkeypatch.setattr(device, "host_key", lambda: "another cpu | 2 threads | torch x")
+    assert device.host_bf16_speedup(record) == 0.7  # another host measures its own, beside the first
+    assert len(json.loads(record.read_text())) == 2
+    record.write_text("{half a file")
+    assert device.host_bf16_speedup(record) == 0.9  # unreadable: measured again, and rewritten whole
+    assert json.loads(record.read_text()) == {"another cpu | 2 threads | torch x": 0.9}
+    assert not [f for f in record.parent.iterdir() if f.name != record.name]  # no temp file left
 
 
 def test_progress_off_a_terminal_is_plain_lines(tmp_path, idx_src, capsys, monkeypatch):

@@ -5,11 +5,14 @@ The CPU defaults are measured (benchmarks/train_settings.py), not assumed.
 from __future__ import annotations
 
 import functools
+import json
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from tinyvision.atomic import write_text
 from tinyvision.errors import TinyVisionError
 
 
@@ -22,11 +25,13 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return dev
 
 
-def resolve_precision(name: str, device: torch.device, earlier: str | None = None) -> torch.dtype | None:
+def resolve_precision(name: str, device: torch.device, earlier: str | None = None,
+                      probe_record: Path | None = None) -> torch.dtype | None:
     """The autocast dtype, None for fp32. auto: on CUDA bf16 where supported, else fp16; on a CPU,
-    bf16 where the hardware has it and it measurably trains faster here (cpu_bf16_speedup), else
-    fp32. `earlier` is the precision a resumed run started with (precision_name's spelling): auto
-    keeps it, so that a resumed run goes on exactly as it began."""
+    bf16 where the hardware has it and it measurably trains faster here (host_bf16_speedup, kept
+    in `probe_record` once measured), else fp32. `earlier` is the precision a resumed run started
+    with (precision_name's spelling): auto keeps it, so that a resumed run goes on exactly as it
+    began."""
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -34,7 +39,7 @@ def resolve_precision(name: str, device: torch.device, earlier: str | None = Non
             return None
         if earlier in ("fp32", "bfloat16"):
             return precision_dtype(earlier)
-        return torch.bfloat16 if cpu_bf16_speedup() >= BF16_MIN_SPEEDUP else None
+        return torch.bfloat16 if host_bf16_speedup(probe_record) >= BF16_MIN_SPEEDUP else None
     table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     if name not in table:
         raise TinyVisionError(f"precision {name!r}: choose auto, fp32, bf16 or fp16")
@@ -78,6 +83,47 @@ def cpu_bf16_speedup() -> float:
     # The median of three: on the Intel host one probe in about twenty read 1.59 among 0.7-0.85
     # (the shared host slowing the fp32 steps), and a single reading decided the whole run.
     return sorted(ratio() for _ in range(3))[1]
+
+
+def host_key() -> str:
+    """What the bf16 verdict depends on: the CPU model, its thread count here, and torch."""
+    model = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        import platform
+
+        model = platform.processor() or model
+    return f"{model} | {torch.get_num_threads()} threads | torch {torch.__version__}"
+
+
+def host_bf16_speedup(record: Path | None = None) -> float:
+    """cpu_bf16_speedup, measured once per host (host_key) and kept in the JSON file `record` (the
+    cache root's `host-probes.json` for training runs), so that every run on one machine makes the
+    same precision choice. A timing probe on a shared host can misread (see cpu_bf16_speedup);
+    two runs that were meant to be compared must not differ in precision because of it. Delete
+    the file to measure again; no record: measured once per process."""
+    if record is None:
+        return cpu_bf16_speedup()
+    record = Path(record)
+    try:
+        known = json.loads(record.read_text())
+        known = known if isinstance(known, dict) else {}
+    except (OSError, ValueError):  # none yet, or unreadable: measure and write a good one
+        known = {}
+    key = host_key()
+    if isinstance(known.get(key), (int, float)):
+        return float(known[key])
+    known[key] = ratio = cpu_bf16_speedup()
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        write_text(record, json.dumps(known, indent=1) + "\n")
+    except OSError:  # a read-only cache root: the verdict still holds for this process
+        pass
+    return ratio
 
 
 def precision_name(dtype: torch.dtype | None) -> str:

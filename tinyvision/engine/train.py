@@ -19,7 +19,7 @@ from torch import nn
 
 from tinyvision.atomic import write_text
 from tinyvision.checkpoint import load_checkpoint, save_checkpoint
-from tinyvision.data import prepare
+from tinyvision.data import cache_root, prepare
 from tinyvision.data.augment import build_augment, parse_policy
 from tinyvision.data.loader import BatchLoader, batch_generator
 from tinyvision.data.rowfile import read_rows
@@ -61,16 +61,19 @@ class FitHooks:
 
 
 # ----------------------------------------------------------------- set-up steps
-def setup_device(t, dist: Dist, ckpt: dict | None) -> tuple[torch.device, torch.dtype | None, bool]:
+def setup_device(t, dist: Dist, ckpt: dict | None,
+                 probe_record: Path | None = None) -> tuple[torch.device, torch.dtype | None, bool]:
     """(device, autocast dtype or None, channels_last) as train.* asks, threads set on CPU. A
-    resumed run keeps the precision its start chose; the ranks of a DDP run take rank 0's."""
+    resumed run keeps the precision its start chose; the ranks of a DDP run take rank 0's; the CPU
+    bf16 probe is kept in `probe_record` (tinyvision.device.host_bf16_speedup)."""
     device = resolve_device(t.device, dist.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     else:
         per_process = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
         torch.set_num_threads(t.threads or max(1, per_process))
-    amp_dtype = resolve_precision(t.precision, device, ckpt["record"].get("precision") if ckpt else None)
+    amp_dtype = resolve_precision(t.precision, device, ckpt["record"].get("precision") if ckpt else None,
+                                  probe_record=probe_record)
     if dist.enabled and t.precision == "auto" and device.type == "cpu":  # each rank timed its own CPU
         amp_dtype = torch.bfloat16 if dist.any(dist.main and amp_dtype is torch.bfloat16, device) else None
     return device, amp_dtype, resolve_channels_last(t.channels_last, device, amp_dtype)
@@ -489,7 +492,7 @@ def _fit(cfg: Config, resume: bool, dist: Dist, hooks: FitHooks, started: float)
                               "run it in one process, or use transfer.mode=full with transfer.lr_decay")
     parse_policy(cfg.augment.policy)  # a typo in the policy fails here, before any cache or run dir work
     run_dir, ckpt, resume = open_run_dir(cfg, resume, dist)
-    device, amp_dtype, channels_last = setup_device(t, dist, ckpt)
+    device, amp_dtype, channels_last = setup_device(t, dist, ckpt, cache_root(cfg.data.cache_dir) / "host-probes.json")
     t_data = hooks.clock()
     ds, (train_split, val_split, val_name) = load_data(cfg, dist)
     check_task(cfg, ds)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from tinyvision.atomic import write_text
-from tinyvision.data import Dataset, prepare
+from tinyvision.data import Dataset, cache_root, prepare
 from tinyvision.errors import TinyVisionError
 from tinyvision.evaluate import metrics as M
 from tinyvision.evaluate import plots
@@ -75,7 +75,7 @@ def evaluate_pretrained(model_name: str, weights: str, dataset: str, source: str
     loaded = load_pretrained(model, weights, model_name=model_name)
     size = input_size or ds.image_size[0]
     dev = torch.device(device)
-    amp = resolve_precision("auto", dev)
+    amp = resolve_precision("auto", dev, probe_record=cache_root(cache_dir) / "host-probes.json")
     record = RunRecord(dataset=ds.name, model=model_name, num_classes=ds.num_classes, in_chans=3,
                        class_ids=list(ds.class_ids), class_names=list(ds.class_names), mean=list(norm["mean"]),
                        std=list(norm["std"]), image_size=size, cache_size=ds.image_size[0],
