@@ -81,7 +81,7 @@ def cpu_bf16_speedup() -> float:
 
     step(False), step(True)  # first calls build the kernels
     # The median of three: on the Intel host one probe of 17 read 1.59, the others 0.69-0.85
-    # (the shared host slowing the fp32 steps), and a single reading decided the whole run.
+    # (likely the shared host slowing the fp32 steps), and a single reading decided the whole run.
     return sorted(ratio() for _ in range(3))[1]
 
 
