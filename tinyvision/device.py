@@ -47,6 +47,7 @@ def resolve_precision(name: str, device: torch.device, earlier: str | None = Non
 
 
 BF16_MIN_SPEEDUP = 1.1  # bf16 rounds; take it on a CPU only for a clear gain
+PROBE_RECORD = "host-probes.json"  # in the cache root: host_bf16_speedup's readings, one per host
 
 
 @functools.cache
@@ -102,7 +103,7 @@ def host_key() -> str:
 
 def host_bf16_speedup(record: Path | None = None) -> float:
     """cpu_bf16_speedup, measured once per host (host_key) and kept in the JSON file `record` (the
-    cache root's `host-probes.json` for training runs), so that every run on one machine makes the
+    cache root's PROBE_RECORD for training and evaluation), so that every run on one machine makes the
     same precision choice. A timing probe on a shared host can misread (see cpu_bf16_speedup);
     two runs that were meant to be compared must not differ in precision because of it. Delete
     the file to measure again; no record: measured once per process."""

@@ -23,7 +23,7 @@ from tinyvision.data import cache_root, prepare
 from tinyvision.data.augment import build_augment, parse_policy
 from tinyvision.data.loader import BatchLoader, batch_generator
 from tinyvision.data.rowfile import read_rows
-from tinyvision.device import precision_name, resolve_channels_last, resolve_device, resolve_precision
+from tinyvision.device import PROBE_RECORD, precision_name, resolve_channels_last, resolve_device, resolve_precision
 from tinyvision.engine.config import Config, save_config
 from tinyvision.engine.distributed import Dist, init_distributed, shutdown
 from tinyvision.engine.interrupt import Interrupted, StopSignals
@@ -492,7 +492,7 @@ def _fit(cfg: Config, resume: bool, dist: Dist, hooks: FitHooks, started: float)
                               "run it in one process, or use transfer.mode=full with transfer.lr_decay")
     parse_policy(cfg.augment.policy)  # a typo in the policy fails here, before any cache or run dir work
     run_dir, ckpt, resume = open_run_dir(cfg, resume, dist)
-    device, amp_dtype, channels_last = setup_device(t, dist, ckpt, cache_root(cfg.data.cache_dir) / "host-probes.json")
+    device, amp_dtype, channels_last = setup_device(t, dist, ckpt, cache_root(cfg.data.cache_dir) / PROBE_RECORD)
     t_data = hooks.clock()
     ds, (train_split, val_split, val_name) = load_data(cfg, dist)
     check_task(cfg, ds)

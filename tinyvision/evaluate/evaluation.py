@@ -59,7 +59,7 @@ def evaluate_pretrained(model_name: str, weights: str, dataset: str, source: str
                         tta: str | None = None, gallery: int = 32) -> dict:
     """Zero-shot: an ImageNet-1k model on a dataset whose classes are ImageNet classes, its 1000
     logits restricted to the dataset's classes by wnid. A wrong weight port shows as near-chance."""
-    from tinyvision.device import precision_name, resolve_channels_last, resolve_precision
+    from tinyvision.device import PROBE_RECORD, precision_name, resolve_channels_last, resolve_precision
     from tinyvision.models import create_model, get_entry
     from tinyvision.models.summary import count_params
     from tinyvision.models.pretrained import imagenet_wnids, load_pretrained
@@ -75,7 +75,7 @@ def evaluate_pretrained(model_name: str, weights: str, dataset: str, source: str
     loaded = load_pretrained(model, weights, model_name=model_name)
     size = input_size or ds.image_size[0]
     dev = torch.device(device)
-    amp = resolve_precision("auto", dev, probe_record=cache_root(cache_dir) / "host-probes.json")
+    amp = resolve_precision("auto", dev, probe_record=cache_root(cache_dir) / PROBE_RECORD)
     record = RunRecord(dataset=ds.name, model=model_name, num_classes=ds.num_classes, in_chans=3,
                        class_ids=list(ds.class_ids), class_names=list(ds.class_names), mean=list(norm["mean"]),
                        std=list(norm["std"]), image_size=size, cache_size=ds.image_size[0],
