@@ -2,6 +2,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -223,6 +224,29 @@ def test_ema_weights_are_what_val_measures(tmp_path, idx_src):
     ema_top1 = evaluate(model, loader, torch.bfloat16)["top1"]
     assert ema_top1 == s["final"]["top1"]
 
+
+
+def test_demo_recipe_sets_its_whitening_stem_from_the_grayscale_training_images(tmp_path, idx_src):
+    """The demo (configs/fashion-mnist.yaml) has a 1-channel whitening stem, set from the run's
+    own normalized training images before the first step and saved frozen (that it whitens is
+    test_models' whitening test)."""
+    from tinyvision.data import prepare
+    from tinyvision.data.augment import build_augment
+    from tinyvision.models import create_model
+    from tinyvision.runs import load_model
+
+    out = tmp_path / "demo"
+    cfg = load_config("fashion-mnist", {"data.source": str(idx_src), "train.epochs": 1, "train.batch_size": 32,
+                                        "output.dir": str(out), "output.quiet": True, "output.tensorboard": False})
+    fit(cfg)
+    stem = load_model(out, "last").model.whiten.weight.detach()
+    assert stem.shape == (8, 1, 2, 2) and torch.equal(stem[4:], -stem[:4])  # 4 filters and their negatives
+    ds = prepare("fashion-mnist", str(idx_src))
+    images = torch.from_numpy(np.array(ds.split("train").images)).permute(0, 3, 1, 2)
+    fresh = create_model("quicknet", num_classes=10, in_chans=1, whiten=True)
+    before = fresh.whiten.weight.detach().clone()
+    fresh.init_from_data(build_augment("none", ds.mean, ds.std, 28)(images))
+    assert not torch.allclose(before, stem) and torch.allclose(fresh.whiten.weight, stem, rtol=1e-4, atol=1e-5)
 
 class NanAfter(nn.Module):
     """Finite for 4 training steps, then NaN logits."""

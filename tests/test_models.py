@@ -128,17 +128,21 @@ def test_cli_models_list_and_show(capsys):
     assert info["layers"][0]["macs"] == 39_321_600 and info["macs"] > info["layers"][0]["macs"]
 
 
-def test_whitening_stem_whitens_the_patches_it_was_fitted_on():
+@pytest.mark.parametrize("name, chans", [("quicknet-cifar", 3), ("quicknet", 1)])  # CIFAR's stem, the demo's
+def test_whitening_stem_whitens_the_patches_it_was_fitted_on(name, chans):
     """quicknet's whiten stem, set by init_from_data (which sums the patch covariance over parts
     of 256 images: 300 here), maps the data's 2x2 patches to unit, uncorrelated outputs."""
     g = torch.Generator().manual_seed(0)
-    base = torch.randn(300, 3, 9, 9, generator=g)
-    x = base[:, :, 1:, 1:] + 0.8 * base[:, :, :-1, :-1] + 0.5 * base[:, [1, 2, 0], 1:, 1:]  # correlated pixels
-    x = x * torch.tensor([1.0, 2.0, 0.5]).view(1, 3, 1, 1)
-    model = create_model("quicknet-cifar", num_classes=10, in_chans=3)
+    base = torch.randn(300, chans, 9, 9, generator=g)
+    x = base[:, :, 1:, 1:] + 0.8 * base[:, :, :-1, :-1] + 0.5 * base[:, [(i + 1) % chans for i in range(chans)], 1:, 1:]  # correlated
+    # pixels (and channels, where there are several)
+    x = x * torch.tensor([1.0, 2.0, 0.5][:chans]).view(1, chans, 1, 1)
+    kwargs = {} if name == "quicknet-cifar" else {"whiten": True}  # quicknet-cifar has it built in
+    model = create_model(name, num_classes=10, in_chans=chans, **kwargs)
     model.init_from_data(x)
-    w = model.whiten.weight[:12]  # the filters; the other 12 are their negatives
-    assert torch.equal(model.whiten.weight[12:], -w)
-    out = torch.nn.functional.conv2d(x, w).permute(0, 2, 3, 1).reshape(-1, 12).double()
+    k = 4 * chans
+    w = model.whiten.weight[:k]  # the filters; the other k are their negatives
+    assert torch.equal(model.whiten.weight[k:], -w)
+    out = torch.nn.functional.conv2d(x, w).permute(0, 2, 3, 1).reshape(-1, k).double()
     cov = out.T @ out / len(out)
-    assert torch.allclose(cov, torch.eye(12, dtype=torch.float64), atol=0.02), cov.diagonal()
+    assert torch.allclose(cov, torch.eye(k, dtype=torch.float64), atol=0.02), cov.diagonal()
