@@ -1,6 +1,6 @@
 """Training-step throughput per precision, memory format and compile, to pick per-device defaults.
 
-    python benchmarks/train_settings.py [--models quicknet seed002-net1] [--steps 30] [--device cpu]
+    python benchmarks/train_settings.py [--models quicknet:28:1:10 quicknet:28:1:10:whiten=true] [--steps 30]
 
 Times forward + backward + SGD step on random input of the model's size (data loading excluded),
 after warm-up steps; prints images/s per setting and each setting's speed against fp32.
@@ -12,6 +12,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+import yaml
 
 from tinyvision.engine.loop import autocast
 from tinyvision.models.outputs import split_outputs
@@ -28,10 +29,10 @@ SETTINGS = [  # (label, autocast dtype, channels_last, compile)
 ]
 
 
-def measure(name, size, in_chans, classes, batch, steps, device, dtype, channels_last, compile_) -> float:
+def measure(name, size, in_chans, classes, batch, steps, device, dtype, channels_last, compile_, kwargs=None) -> float:
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = create_model(name, num_classes=classes, in_chans=in_chans).to(device, memory_format=fmt)
+    model = create_model(name, num_classes=classes, in_chans=in_chans, **(kwargs or {})).to(device, memory_format=fmt)
     step_model = torch.compile(model) if compile_ else model
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch, in_chans, size, size, device=device).contiguous(memory_format=fmt)
@@ -59,7 +60,7 @@ def measure(name, size, in_chans, classes, batch, steps, device, dtype, channels
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["quicknet:28:1:10", "seed002-net1:64:3:200", "resnet18:32:3:10"],
-                    help="name:size:in_chans:classes")
+                    help="name:size:in_chans:classes[:key=value,...] (model kwargs, YAML values)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -75,15 +76,18 @@ def main() -> None:
               f"{precision_name(resolve_precision('auto', device))}")
     print(f"{'model':28s} {'setting':30s} {'images/s':>10s} {'vs fp32':>8s}")
     for spec in a.models:
-        name, size, in_chans, classes = spec.split(":")
+        name, size, in_chans, classes, *extra = spec.split(":")
+        kwargs = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in extra[0].split(","))} if extra else {}
         get_entry(name)
+        label_name = name + (f"[{extra[0]}]" if extra else "")
         base = None
         for label, dtype, cl, comp in SETTINGS:
             if comp and a.no_compile:
                 continue
-            rate = measure(name, int(size), int(in_chans), int(classes), a.batch, a.steps, device, dtype, cl, comp)
+            rate = measure(name, int(size), int(in_chans), int(classes), a.batch, a.steps, device, dtype, cl, comp,
+                           kwargs)
             base = base or rate
-            print(f"{name + ' @' + size:28s} {label:30s} {rate:10.0f} {rate / base:7.2f}x", flush=True)
+            print(f"{label_name + ' @' + size:28s} {label:30s} {rate:10.0f} {rate / base:7.2f}x", flush=True)
 
 
 if __name__ == "__main__":
