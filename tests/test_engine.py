@@ -225,7 +225,6 @@ def test_ema_weights_are_what_val_measures(tmp_path, idx_src):
     assert ema_top1 == s["final"]["top1"]
 
 
-
 def test_demo_recipe_sets_its_whitening_stem_from_the_grayscale_training_images(tmp_path, idx_src):
     """The demo (configs/fashion-mnist.yaml) has a 1-channel whitening stem, set from the run's
     own normalized training images before the first step and saved frozen (that it whitens is
@@ -247,6 +246,7 @@ def test_demo_recipe_sets_its_whitening_stem_from_the_grayscale_training_images(
     before = fresh.whiten.weight.detach().clone()
     fresh.init_from_data(build_augment("none", ds.mean, ds.std, 28)(images))
     assert not torch.allclose(before, stem) and torch.allclose(fresh.whiten.weight, stem, rtol=1e-4, atol=1e-5)
+
 
 class NanAfter(nn.Module):
     """Finite for 4 training steps, then NaN logits."""

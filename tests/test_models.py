@@ -134,8 +134,8 @@ def test_whitening_stem_whitens_the_patches_it_was_fitted_on(name, chans):
     of 256 images: 300 here), maps the data's 2x2 patches to unit, uncorrelated outputs."""
     g = torch.Generator().manual_seed(0)
     base = torch.randn(300, chans, 9, 9, generator=g)
-    x = base[:, :, 1:, 1:] + 0.8 * base[:, :, :-1, :-1] + 0.5 * base[:, [(i + 1) % chans for i in range(chans)], 1:, 1:]  # correlated
-    # pixels (and channels, where there are several)
+    shifted = [(i + 1) % chans for i in range(chans)]  # correlated pixels, and channels where there are several
+    x = base[:, :, 1:, 1:] + 0.8 * base[:, :, :-1, :-1] + 0.5 * base[:, shifted, 1:, 1:]
     x = x * torch.tensor([1.0, 2.0, 0.5][:chans]).view(1, chans, 1, 1)
     kwargs = {} if name == "quicknet-cifar" else {"whiten": True}  # quicknet-cifar has it built in
     model = create_model(name, num_classes=10, in_chans=chans, **kwargs)
