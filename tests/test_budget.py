@@ -90,8 +90,10 @@ def test_budgeted_run_ends_within_5_percent_of_its_budget(tmp_path, src):
     assert len(plan["revisions"]) <= 4 and all(r["at_step"] <= r["total_steps"] for r in plan["revisions"])
 
 
-def test_budgeted_run_resumes_exactly_with_its_plan(tmp_path, src):
-    over = {"train.time_budget": 3.0, "train.log_every": 1, "optim.label_smoothing": 0.1}
+@pytest.mark.parametrize("averaging", [{"optim.ema": 0.9}, {"optim.ema": 0.0, "optim.lookahead": 3}],
+                         ids=["ema", "lookahead"])
+def test_budgeted_run_resumes_exactly_with_its_plan(tmp_path, src, averaging):
+    over = {"train.time_budget": 3.0, "train.log_every": 1, "optim.label_smoothing": 0.1, **averaging}
     ref = fit(_cfg(src, tmp_path / "ref", **over), hooks=FitHooks(clock=FakeClock()))
     plan = ref["time_budget"]["plan"]
     assert plan is not None and plan["total_steps"] > plan["made_at_step"] + 5 and not ref["time_budget"]["cut"]
@@ -113,7 +115,12 @@ def test_budgeted_run_resumes_exactly_with_its_plan(tmp_path, src):
     assert res["time_budget"]["plan"] == plan and res["steps"] == ref["steps"] == plan["total_steps"]
     a = torch.load(tmp_path / "ref" / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
-    for part in ("model", "ema"):
-        for k in a[part]:
-            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs"
+    parts = [("model",), ("ema",) if "ema" in a else ("lookahead", "slow")]
+    assert ("ema" in a) == (averaging["optim.ema"] > 0) and ("lookahead" in a) == ("optim.lookahead" in averaging)
+    for path in parts:
+        ta, tb = a, b
+        for key in path:
+            ta, tb = ta[key], tb[key]
+        for k in ta:
+            assert torch.equal(ta[k], tb[k]), f"{'.'.join(path)}.{k} differs"
     assert a["scheduler"] == b["scheduler"] and res["final"] == ref["final"]

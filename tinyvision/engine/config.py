@@ -82,6 +82,8 @@ class OptimConfig:
     mix_switch_prob: float = 0.5  # with both on: chance a batch uses cutmix rather than mixup
     grad_clip: float = 0.0  # clip the global gradient norm to this; 0 = off
     ema: float = 0.0  # EMA of weights, decay per step (e.g. 0.999); 0 = off. Val uses the EMA weights.
+    lookahead: int = 0  # every N steps pull the weights to their slow average on airbench's schedule
+    # (tinyvision.engine.lookahead); 0 = off
 
 
 @dataclass

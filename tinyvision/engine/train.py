@@ -27,6 +27,7 @@ from tinyvision.device import PROBE_RECORD, precision_name, resolve_channels_las
 from tinyvision.engine.config import Config, save_config
 from tinyvision.engine.distributed import Dist, init_distributed, shutdown
 from tinyvision.engine.interrupt import Interrupted, StopSignals
+from tinyvision.engine.lookahead import Lookahead
 from tinyvision.engine.loop import (autocast, evaluate, evaluate_segmentation, pixel_correct, segmentation_loss,
                                     topk_correct, train_loss)
 from tinyvision.engine.mixing import mix_batch
@@ -143,6 +144,7 @@ class Run:
     model: nn.Module  # the plain module: what is saved and evaluated
     train_model: nn.Module  # what steps: model, maybe compiled, maybe DDP-wrapped
     ema: object | None
+    lookahead: Lookahead | None
     optimizer: torch.optim.Optimizer
     schedule: Schedule
     scaler: torch.amp.GradScaler
@@ -183,6 +185,11 @@ class Run:
         return self.budget_before + self.hooks.clock() - self.budget_started
 
     @property
+    def total_steps(self) -> int:
+        """Optimizer steps this run takes in all: the plan's under a time budget."""
+        return self.plan.total_steps if self.plan is not None else self.cfg.train.epochs * len(self.train_loader)
+
+    @property
     def epochs(self) -> int:
         """Epochs this run trains: the plan's under a time budget, else train.epochs."""
         return self.plan.epochs if self.plan is not None else self.cfg.train.epochs
@@ -207,6 +214,8 @@ class Run:
         }
         if self.ema is not None:
             ckpt["ema"] = self.ema.module.state_dict()
+        if self.lookahead is not None:
+            ckpt["lookahead"] = self.lookahead.state_dict()
         return ckpt
 
     def save(self, names: tuple[str, ...], meter: Meter | None = None) -> None:
@@ -219,6 +228,8 @@ class Run:
         self.model.load_state_dict(ckpt["model"])
         if self.ema is not None and "ema" in ckpt:
             self.ema.module.load_state_dict(ckpt["ema"])
+        if self.lookahead is not None and "lookahead" in ckpt:
+            self.lookahead.load_state_dict(ckpt["lookahead"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -369,6 +380,8 @@ def train_one_epoch(run: Run) -> dict:
         run.step += 1
         if run.ema is not None:
             run.ema.update(run.model, step=run.step)
+        if run.lookahead is not None:
+            run.lookahead.update(run.model, run.step, run.total_steps)
         if segmenting:  # the meter's "top1": the batch's pixel accuracy, weighted by its images
             hits, valid = pixel_correct(logits.detach(), y, run.record.ignore_index)
             meter.add(loss, hits.double() / valid.clamp(min=1) * len(y), len(y))
@@ -441,6 +454,8 @@ def train_epochs(run: Run, head_model: nn.Module | None) -> str:
             eval_model = HeadOnly(eval_model)
         final = run.cut or (run.plan.step_done(run.step) if run.plan is not None else
                             run.planner is None and run.epoch + 1 >= run.epochs)
+        if final and run.lookahead is not None:
+            run.lookahead.finish(run.model)
         t_eval = run.hooks.clock()
         val = run.validate(eval_model, tta=resolve_tta(t.tta) if final else None)
         if not final:  # a plain pass: what the plan's next revision counts per epoch
@@ -504,6 +519,7 @@ def _fit(cfg: Config, resume: bool, dist: Dist, hooks: FitHooks, started: float)
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(model, decay=cfg.optim.ema, use_warmup=True)
+    lookahead = Lookahead(model, cfg.optim.lookahead) if cfg.optim.lookahead > 0 else None
     groups = None
     if cfg.transfer.mode != "full" or cfg.transfer.lr_decay != 1.0:
         groups = param_groups_by_depth(model, cfg.optim.weight_decay, cfg.optim.decay_norm_and_bias,
@@ -522,7 +538,7 @@ def _fit(cfg: Config, resume: bool, dist: Dist, hooks: FitHooks, started: float)
     log = RunLog(run_dir, enabled=dist.main, tensorboard=cfg.output.tensorboard, quiet=cfg.output.quiet,
                  resume_offset=ckpt["progress"]["log_offset"] if ckpt else (0 if resume else None),  # no checkpoint: restart the log
                  resume_step=ckpt["step"] if ckpt else 0)
-    run = Run(cfg, run_dir, dist, device, amp_dtype, model, train_model, ema, optimizer, schedule, scaler,
+    run = Run(cfg, run_dir, dist, device, amp_dtype, model, train_model, ema, lookahead, optimizer, schedule, scaler,
               train_loader, val_loader, log, record, monitor, started, budget_started, hooks=hooks,
               data_seconds=budget_started - t_data)
     if t.time_budget > 0:
