@@ -156,6 +156,23 @@ def test_no_weight_decay_on_norms_and_biases():
         build_optimizer(model, OptimConfig(name="lion"))
 
 
+def test_norm_lr_scale_groups_norm_layers_and_keeps_the_decay_step():
+    # airbench's groups: BN shifts at 64x the lr, a conv's bias at the base lr, and with decay on,
+    # the same lr x weight decay shrink per step in every group
+    model = nn.Sequential(nn.Conv2d(3, 4, 2, bias=True), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2, bias=False))
+    model(torch.zeros(1, 3, 5, 5))
+    model[1].weight.requires_grad_(False)
+    decay, bias, scaled = param_groups(model, 0.01, True, 64.0)
+    assert [p.ndim for p in decay["params"]] == [4, 2] and decay["weight_decay"] == 0.01
+    assert bias["params"] == [model[0].bias] and bias["weight_decay"] == 0.01 and "lr_scale" not in bias
+    assert scaled["params"] == [model[1].bias] and scaled["lr_scale"] == 64.0
+    assert scaled["lr_scale"] * scaled["weight_decay"] == pytest.approx(0.01)
+    off = param_groups(model, 0.01, False, 64.0)
+    assert [g["weight_decay"] for g in off] == [0.01, 0.0, 0.0]
+    no_bias = nn.Sequential(nn.Conv2d(3, 4, 2, bias=False), nn.BatchNorm2d(4))
+    assert [len(g["params"]) for g in param_groups(no_bias, 0.01, False, 16.0)] == [1, 2]  # no empty group
+
+
 # ------------------------------------------------------------------ fit
 def test_fit_writes_run_dir_and_summary(tmp_path, idx_src):
     out = tmp_path / "run"

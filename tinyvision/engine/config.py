@@ -75,7 +75,7 @@ class OptimConfig:
     eps: float = 1e-8  # Adam / RMSprop denominator term
     weight_decay: float = 5e-4  # L2 (SGD, Adam, RMSprop) or decoupled (AdamW)
     decay_norm_and_bias: bool = False  # also decay norm weights and biases (off: the usual practice)
-    norm_bias_lr_scale: float = 1.0  # lr multiplier of norm weights and biases (airbench trains BN shifts 64x faster)
+    norm_bias_lr_scale: float = 1.0  # lr multiplier of norm layers' weights and shifts (airbench trains BN shifts 64x faster)
     label_smoothing: float = 0.0  # fraction of target mass spread over all classes
     mixup: float = 0.0  # mixup Beta(alpha, alpha); 0 = off
     cutmix: float = 0.0  # cutmix Beta(alpha, alpha); 0 = off
