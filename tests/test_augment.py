@@ -167,3 +167,30 @@ def test_switch_off_per_epoch_is_one_mask_on_the_normalized_input():
     assert not torch.equal(aug(x[:1], gen(1)) == 0, off[:1])  # a new mask next epoch
     aug.set_epoch(0, 0)
     assert torch.equal(aug(x[:1], gen(9)) == 0, off[:1])  # and the same one again for epoch 0
+
+
+def test_alternating_flip_mirrors_each_image_the_other_way_every_epoch():
+    x = batch(n=64)
+    mirrored = x.flip(-1)
+    aug = build_augment("flip:alternate=1", (0.0,) * 3, (1.0,) * 3, image_size=16)
+    plain = build_augment("flip:p=0", (0.0,) * 3, (1.0,) * 3, image_size=16)
+    rows = torch.arange(100, 164).numpy()
+
+    def flipped(seed, epoch, g):
+        aug.set_epoch(seed, epoch)
+        aug.set_rows(rows)
+        y = aug(x, g)
+        is_mirror = torch.tensor([torch.equal(a, b) for a, b in zip(y, plain(mirrored))])
+        assert bool((is_mirror | torch.tensor([torch.equal(a, b) for a, b in zip(y, plain(x))])).all())
+        return is_mirror  # every image is itself or its mirror
+
+    e0, e1, e2 = flipped(0, 0, gen(1)), flipped(0, 1, gen(2)), flipped(0, 2, gen(3))
+    assert 20 < int(e0.sum()) < 44  # a coin per image in epoch 0
+    assert torch.equal(e1, ~e0) and torch.equal(e2, e0)  # then the other way each epoch, whatever g draws
+    assert not torch.equal(flipped(1, 0, gen(1)), e0)  # another seed, other coins
+    # the rows are for one call: without them the flip is random, drawn from g
+    aug.set_epoch(0, 0)
+    a, b = aug(x, gen(5)), aug(x, gen(6))
+    assert not torch.equal(a, b)
+    with pytest.raises(TinyVisionError, match="alternate"):
+        build_augment("flip:alternate=yes", (0.0,) * 3, (1.0,) * 3)

@@ -214,3 +214,24 @@ def test_row_reader_reads_any_rows_exactly_and_names_a_truncated_file(tmp_path, 
     with pytest.raises(TinyVisionError, match=r"x\.npy: truncated"):
         read_rows(mm, np.array([3, 2999]))
     reader.close()
+
+
+def test_loader_names_rows_for_alternating_flip_across_epochs():
+    # each image's left column holds its id and its right column 255: mirrored or not is readable
+    n = 40
+    images = np.zeros((n, 4, 4, 3), dtype=np.uint8)
+    images[:, :, 0, :] = np.arange(n, dtype=np.uint8)[:, None, None]
+    images[:, :, -1, :] = 255
+    aug = build_augment("flip:alternate=1", (0.0,) * 3, (1 / 255,) * 3, image_size=4)
+    loader = BatchLoader(Split("train", images, np.zeros(n, dtype=np.int64)), 8, seed=3, transform=aug)
+    seen = []
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        state = {}
+        for x, _ in loader:
+            for img in x:
+                mirror = bool(img[0, 0, 0].round() == 255)
+                state[int(img[0, 0, -1 if mirror else 0].round())] = mirror
+        seen.append(state)
+    assert len(seen[0]) == n and 0 < sum(seen[0].values()) < n
+    assert all(seen[1][i] != seen[0][i] and seen[2][i] == seen[0][i] for i in range(n))

@@ -178,6 +178,8 @@ class BatchLoader:
                 x, y = self._fetch(batch_rows(b))
             if self.transform is not None:
                 g = batch_generator(x.device, self.seed, self.epoch, b, self.rank)
+                if hasattr(self.transform, "set_rows"):  # ops that follow each image across epochs
+                    self.transform.set_rows(batch_rows(b))
                 x, y = self.transform(x, g, y.long()) if self.segmentation else (self.transform(x, g), y)
             elif self.segmentation:
                 y = y.long()

@@ -58,6 +58,13 @@ class Augment:
             if hasattr(op, "set_epoch"):
                 op.set_epoch(seed, epoch)
 
+    def set_rows(self, rows) -> None:
+        """The loader says which rows of the split the next batch holds (ops that follow each
+        image across epochs use it); the next call uses them, then forgets them."""
+        for op in self.ops:
+            if hasattr(op, "set_rows"):
+                op.set_rows(rows)
+
     def __call__(self, x: torch.Tensor, g: torch.Generator | None = None, mask: torch.Tensor | None = None):
         """The model input; with `mask` (N, H, W) class indices, (input, mask): the mask moves with
         the image through every geometric stage and resize (nearest, `ignore` where it leaves the
@@ -70,6 +77,7 @@ class Augment:
         # geometric parameters are drawn for the whole batch at once: a few dozen small ops
         # that would otherwise be paid again for every chunk
         drawn = [s.matrices(x, g) if isinstance(s, Geometry) else None for s in self.stages]
+        self.set_rows(None)
         out = None
         for i in range(0, max(n, 1), step):  # an empty batch makes one empty pass, for its shape
             y, scale = self._stages(x[i : i + step], g, [d if d is None else d[i : i + step] for d in drawn])
