@@ -8,7 +8,7 @@ import torch
 
 import fixtures
 from tinyvision.engine import FitHooks, Interrupted, fit, load_config
-from tinyvision.engine.plan import Planner, plan_steps
+from tinyvision.engine.plan import Plan, Planner, plan_steps, revise
 from tinyvision.evaluate import evaluate_run
 
 
@@ -51,6 +51,33 @@ def test_planner_skips_warmup_then_measures_steady_steps():
     left = 1000 * (1 - 0.025) - clock
     assert (plan.total_steps - step) / 2.0 + (plan.epochs * 3.0) <= left
     assert plan.epochs == -(-plan.total_steps // 100)
+
+
+def test_a_plan_revised_down_is_looked_at_again_and_revised_back_up():
+    # 1000 s budget, planned at step 100 (100 s spent) at 10 steps/s, 1000 steps per epoch, no evals
+    total, epochs = plan_steps(1000, 100, 100, 0, 1000, 10.0, 0.0)
+    plan = Plan(1000, total, epochs, 10.0, 0.0, 100, 100.0, train_s=100.0)
+    (s1,) = plan.checks()  # the first look, at a quarter of the planned steps
+    assert s1 == 100 + int(0.25 * (total - 100))
+    # another job cuts the speed to 40% up to it: the last step moves down, before the old second look
+    t1 = 100.0 + (s1 - 100) / 4.0
+    assert revise(plan, s1, t1, t1, 0, 1000, 0.0, 0.0) == plan.total_steps < 100 + int(0.5 * (total - 100))
+    s2 = plan.checks()[-1]
+    assert s1 < s2 < plan.total_steps  # the next look falls inside the new plan
+    assert s2 == s1 + int(0.25 / 0.75 * (plan.total_steps - s1))  # where the rest of the looks are spread
+    # full speed again by then: revised back up, towards the budget
+    t2 = t1 + (s2 - s1) / 10.0
+    down = plan.total_steps
+    assert revise(plan, s2, t2, t2, 0, 1000, 0.0, 0.0) > down
+    looks = plan.checks()
+    assert looks[:2] == [s1, s2] and len(looks) == 3 and s2 < looks[2] < plan.total_steps
+    assert looks == Plan.from_dict(plan.to_dict()).checks()  # a resumed run looks at the same steps
+    # without revisions moving anything the looks are the shares of the plan as made
+    still = Plan(1000, 1100, 2, 10.0, 0.0, 100, 100.0)
+    for _ in range(4):
+        still.revisions.append({"at_step": still.checks()[-1], "train_s": 0.0, "steps_per_s": 10.0,
+                                "from_total": 1100, "total_steps": 1100, "epochs": 2})
+    assert still.checks() == [350, 600, 850, 1000]
 
 
 def _cfg(src, out, **over):

@@ -38,9 +38,21 @@ class Plan:
         return asdict(self)
 
     def checks(self) -> list[int]:
-        """The steps at which the plan is looked at again (fixed when it is made: same on every resume)."""
-        span = self.first_total - self.made_at_step
-        return [self.made_at_step + max(1, int(f * span)) for f in REVISE_AT]
+        """The steps at which the plan is looked at again: at REVISE_AT shares of the planned steps,
+        each placed after the look before it, over the steps that look left: with no revision,
+        the shares of the plan as made; after one, the remaining looks spread over the new plan.
+        A run slowed for a while (another job on the CPU) is revised down, and would otherwise
+        meet no further look before its new end however fast it got again. Every look is in
+        `revisions` (moved or not), so the steps follow from the plan's record: the same on resume."""
+        step, total, done = self.made_at_step, self.first_total, 0.0
+        out = []
+        for k, f in enumerate(REVISE_AT):
+            step += max(1, int((f - done) / (1 - done) * (total - step)))
+            out.append(step)
+            if k >= len(self.revisions):  # the next look: the ones after it depend on what it finds
+                break
+            step, total, done = self.revisions[k]["at_step"], self.revisions[k]["total_steps"], f
+        return out
 
     @property
     def first_total(self) -> int:
