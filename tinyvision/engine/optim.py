@@ -29,21 +29,18 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: boo
     if (decay_norm_and_bias or weight_decay == 0) and norm_bias_lr_scale == 1.0:
         return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
     small_decay = weight_decay if decay_norm_and_bias else 0.0
-    if norm_bias_lr_scale == 1.0:
-        decay, no_decay = [], []
-        for p in model.parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim <= 1 else decay).append(p)
-        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": small_decay}]
-    norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-    norm = {id(p) for m in model.modules() if isinstance(m, norm_types) for p in m.parameters(recurse=False)}
-    decay, bias, scaled = [], [], []
+    norm = set()
+    if norm_bias_lr_scale != 1.0:
+        norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+        norm = {id(p) for m in model.modules() if isinstance(m, norm_types) for p in m.parameters(recurse=False)}
+    decay, small, scaled = [], [], []
     for p in model.parameters():
         if p.requires_grad:
-            (scaled if id(p) in norm else bias if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": bias, "weight_decay": small_decay},
-              {"params": scaled, "weight_decay": small_decay / norm_bias_lr_scale, "lr_scale": norm_bias_lr_scale}]
+            (scaled if id(p) in norm else small if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": small, "weight_decay": small_decay}]
+    if norm_bias_lr_scale == 1.0:
+        return groups
+    groups.append({"params": scaled, "weight_decay": small_decay / norm_bias_lr_scale, "lr_scale": norm_bias_lr_scale})
     return [g for g in groups if g["params"]]
 
 
