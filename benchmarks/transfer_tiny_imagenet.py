@@ -9,6 +9,9 @@ everything included (cache build, feature extraction, training, evaluation). Sta
      classifier (initialized from the ImageNet rows of the 200 classes) trained on them;
   2. gradual unfreezing from stage 1's weights: one epoch training the head and the last stage,
      then two epochs training everything with discriminative learning rates.
+     --unfreeze 0 trains all layers from the start, --freeze-first N keeps the first N layers
+     frozen, --minutes M gives stage 2 what is left of M minutes (train.time_budget);
+     its final val pass averages each image with its mirror (train.tta).
 Killed midway? Run the same command with the same --out: finished stages are read back,
 the interrupted one resumes from its last checkpoint (transfer_stages.Stages).
 All training uses train only; val is touched once per stage, to report. Prints each stage's
