@@ -74,43 +74,34 @@ class Stages:
             return s["final"]["top1"], (s["wall_time_s"] if resumed else None)
         return self.run(name, stage)
 
-    def spent_s(self) -> float:
-        """Seconds of the stages finished so far in this benchmark (read back ones included)."""
-        return sum(r[2] for r in self.rows)
-
     def features_then_unfreeze(self, common: dict, weights: str, stage1: dict, stage2: dict, epochs2: int,
-                               minutes: float = 0.0, unfreeze: tuple = (0, 1), freeze_first: int = 0) -> None:
-        """Stage 1, then stage 2 from its weights. unfreeze: transfer.unfreeze of stage 2 ((0, 1): the
-        head and the last stage for its first epoch, then all layers; (0,): all layers from the start).
+                               minutes: float = 0.0) -> None:
+        """Stage 1, then stage 2 from its weights; stage2 may set transfer.unfreeze (default [0, 1]: the
+        head and the last stage for one epoch, then all layers) and transfer.freeze_first.
         minutes > 0: stage 2 gets train.time_budget = what is left of `minutes` after the earlier stages
-        (less SETUP_S for its own start-up), and epochs2 is only the planner's first guess.
-        freeze_first: transfer.freeze_first of stage 2 (the stem and first blocks stay as ImageNet left
-        them; backward then stops above them, the cheap way to make all-layer steps faster)."""
+        (less SETUP_S for its own start-up), and epochs2 is only the planner's first guess."""
         self.fit_stage("1 frozen backbone, cached features, head trained",
                        {**common, "output.dir": str(self.out / "stage1-features"), "transfer.pretrained": weights,
                         "transfer.mode": "features", "augment.policy": "none", **stage1})
-        extra = {}
+        cfg2 = {**common, "output.dir": str(self.out / "stage2-unfreeze"),
+                "transfer.pretrained": str(self.out / "stage1-features" / "checkpoints" / "last.pt"),
+                "transfer.mode": "gradual", "transfer.unfreeze": [0, 1], "train.epochs": epochs2,
+                "train.checkpoint_every": 100, **stage2}
         if minutes > 0:
-            extra["train.time_budget"] = round(minutes * 60 - self.spent_s() - SETUP_S)
-            if extra["train.time_budget"] < 60:
-                raise SystemExit(f"--minutes {minutes}: {self.spent_s():.0f} s went to the earlier stages, "
+            spent = sum(r[2] for r in self.rows)  # read-back stages included, so a resume plans the same
+            cfg2["train.time_budget"] = round(minutes * 60 - spent - SETUP_S)
+            if cfg2["train.time_budget"] < 60:
+                raise SystemExit(f"--minutes {minutes}: {spent:.0f} s went to the earlier stages, "
                                  "under a minute is left for stage 2")
-        if freeze_first:
-            extra["transfer.freeze_first"] = freeze_first
-        if list(unfreeze) == [0, 1]:
+        if list(cfg2["transfer.unfreeze"]) == [0, 1] and minutes <= 0:  # the name finished runs read back by
             rest = "epoch 2" if epochs2 == 2 else f"epochs 2-{epochs2}"
             name = f"2 head + last stage (epoch 1), then all layers ({rest})"
         else:
-            name = f"2 unfreeze at epochs {list(unfreeze)}, {epochs2} epochs"
-        if minutes > 0:
-            name = f"2 unfreeze at epochs {list(unfreeze)}, budget {extra['train.time_budget']} s"
-        if freeze_first:
-            name += f", first {freeze_first} layers frozen"
-        self.fit_stage(name,
-                       {**common, "output.dir": str(self.out / "stage2-unfreeze"),
-                        "transfer.pretrained": str(self.out / "stage1-features" / "checkpoints" / "last.pt"),
-                        "transfer.mode": "gradual", "transfer.unfreeze": list(unfreeze), "train.epochs": epochs2,
-                        "train.checkpoint_every": 100, **stage2, **extra})
+            name = f"2 unfreeze at epochs {list(cfg2['transfer.unfreeze'])}"
+            name += f", budget {cfg2['train.time_budget']} s" if minutes > 0 else f", {epochs2} epochs"
+        if cfg2.get("transfer.freeze_first"):
+            name += f", first {cfg2['transfer.freeze_first']} layers frozen"
+        self.fit_stage(name, cfg2)
 
     def table(self, title: str, detail: str) -> float:
         total = self.rows[-1][3]
