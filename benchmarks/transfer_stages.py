@@ -93,7 +93,8 @@ class Stages:
             if cfg2["train.time_budget"] < 60:
                 raise SystemExit(f"--minutes {minutes}: {spent:.0f} s went to the earlier stages, "
                                  "under a minute is left for stage 2")
-        if list(cfg2["transfer.unfreeze"]) == [0, 1] and minutes <= 0:  # the name finished runs read back by
+        # the stage's name is the key a resume reads finished stages back by: the default keeps its old name
+        if list(cfg2["transfer.unfreeze"]) == [0, 1] and minutes <= 0:
             rest = "epoch 2" if epochs2 == 2 else f"epochs 2-{epochs2}"
             name = f"2 head + last stage (epoch 1), then all layers ({rest})"
         else:

@@ -1,0 +1,41 @@
+"""The transfer benchmarks' stage-2 planning (benchmarks/transfer_stages.py), without training:
+fit_stage is replaced by a recorder, so only the budget arithmetic and the stage names are checked."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from transfer_stages import SETUP_S, Stages  # noqa: E402
+
+
+def recording_stages(tmp_path, earlier_s):
+    st = Stages(tmp_path)
+    st.rows = [("0 zero-shot", 0.5, earlier_s, earlier_s / 60)]
+    calls = []
+    st.fit_stage = lambda name, overrides: calls.append((name, overrides))
+    return st, calls
+
+
+def test_minutes_give_stage2_what_is_left(tmp_path):
+    st, calls = recording_stages(tmp_path, earlier_s=100.0)
+    st.features_then_unfreeze({}, "w", {}, {"transfer.unfreeze": [0], "transfer.freeze_first": 42}, 3, minutes=10)
+    (name1, cfg1), (name2, cfg2) = calls
+    assert cfg1["transfer.mode"] == "features" and cfg1["transfer.pretrained"] == "w"
+    assert cfg2["train.time_budget"] == 600 - 100 - SETUP_S
+    assert cfg2["transfer.pretrained"].endswith("stage1-features/checkpoints/last.pt")
+    assert name2 == f"2 unfreeze at epochs [0], budget {600 - 100 - SETUP_S} s, first 42 layers frozen"
+
+
+def test_default_stage2_keeps_its_name_and_has_no_budget(tmp_path):
+    st, calls = recording_stages(tmp_path, earlier_s=100.0)
+    st.features_then_unfreeze({}, "w", {}, {}, 3)
+    name2, cfg2 = calls[1]
+    assert name2 == "2 head + last stage (epoch 1), then all layers (epochs 2-3)"
+    assert "train.time_budget" not in cfg2 and cfg2["transfer.unfreeze"] == [0, 1]
+
+
+def test_too_few_minutes_left_is_refused(tmp_path):
+    st, calls = recording_stages(tmp_path, earlier_s=550.0)  # 600 - 550 - SETUP_S < 60
+    with pytest.raises(SystemExit, match="under a minute is left"):
+        st.features_then_unfreeze({}, "w", {}, {}, 3, minutes=10)
