@@ -79,7 +79,7 @@ def run(config: str, source, seconds: float, seed: int, out: Path, cache_dir, ex
         print(f"  {out.name}: finished earlier, read back", flush=True)
     else:
         s = _train(config, source, seconds, seed, out, cache_dir, extra)
-    curve = [(m["spent_s"], m["val_top1"]) for m in read_metrics(out) if m.get("type") == "epoch"]
+    curve = [(m["spent_s"], m["val_top1"]) for m in read_metrics(out) if m.get("type") == "epoch" and "val_top1" in m]
     tb = s["time_budget"]
     print(f"  {config} seed {seed}: top-1 {s['final']['top1']:.4f} in {tb['spent_s'] / 60:.1f} min "
           f"({s['epochs']} epochs, {s['images_per_s']:.0f} img/s{', cut' if tb['cut'] else ''})", flush=True)

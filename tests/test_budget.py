@@ -8,7 +8,7 @@ import torch
 
 import fixtures
 from tinyvision.engine import FitHooks, Interrupted, fit, load_config
-from tinyvision.engine.plan import Plan, Planner, plan_steps, revise
+from tinyvision.engine.plan import Plan, Planner, plan_steps, revise, val_passes
 from tinyvision.evaluate import evaluate_run
 
 
@@ -33,6 +33,19 @@ def test_plan_fills_the_budget_with_steps_and_val_passes():
     # one long epoch: (90 - 5) s of steps at 10/s; 2.5% of the budget held back costs 25 of them
     assert plan_steps(100, 10, 20, 0, 1000, 10.0, 5.0, safety=0.0) == (870, 1)
     assert plan_steps(100, 10, 20, 0, 1000, 10.0, 5.0) == (845, 1)
+
+
+def test_plan_counts_only_the_val_passes_that_eval_every_keeps():
+    # epochs 1..9 with eval_every 3: passes after 3, 6, 9; with 0: the final one only
+    assert [val_passes(0, e, 3) for e in (1, 2, 3, 4, 9)] == [1, 1, 1, 2, 3]
+    assert val_passes(4, 8, 3) == 2 and val_passes(0, 9, 0) == 1 and val_passes(0, 9, 1) == 9
+    # the budget above (100 s, 10 steps/s, 5 s a pass, 50 steps an epoch) with one pass at the end:
+    # (90 - 5) s of steps after step 20, no longer capped by eight dropped passes
+    total, epochs = plan_steps(100, 10, 20, 0, 50, 10.0, 5.0, safety=0.0, eval_every=0)
+    assert (total, epochs) == (870, 18)
+    total, epochs = plan_steps(100, 10, 20, 0, 50, 10.0, 5.0, safety=0.0, eval_every=4)
+    cost = lambda n: (n - 20) / 10.0 + val_passes(0, -(-n // 50), 4) * 5.0  # noqa: E731
+    assert cost(total) <= 90 < cost(total + 1) and 450 < total < 870
 
 
 def test_planner_skips_warmup_then_measures_steady_steps():
@@ -151,3 +164,19 @@ def test_budgeted_run_resumes_exactly_with_its_plan(tmp_path, src, averaging):
         for k in ta:
             assert torch.equal(ta[k], tb[k]), f"{'.'.join(path)}.{k} differs"
     assert a["scheduler"] == b["scheduler"] and res["final"] == ref["final"]
+
+
+def test_eval_every_skips_val_passes_but_never_the_final_one(tmp_path, src):
+    from tinyvision.report.compare import run_row
+    from tinyvision.errors import TinyVisionError
+
+    s = fit(_cfg(src, tmp_path / "run", **{"train.epochs": 3, "train.eval_every": 2}))
+    epochs = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+              if json.loads(l)["type"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    assert ["val_top1" in e for e in epochs] == [False, True, True]  # after epoch 2, and the final one
+    assert s["final"]["top1"] == epochs[-1]["val_top1"] and s["best"]["epoch"] in (2, 3)
+    row = run_row(tmp_path / "run")  # the compare page reads the scored epochs only
+    assert row["final_top1"] == epochs[-1]["val_top1"] and row["best_epoch"] in (2, 3)
+    with pytest.raises(TinyVisionError, match="train.eval_every -1"):
+        fit(_cfg(src, tmp_path / "bad", **{"train.epochs": 1, "train.eval_every": -1}))

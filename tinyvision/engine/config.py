@@ -129,6 +129,8 @@ class TrainConfig:
     tta: bool | str = False  # the final val pass averages views: true/flip (image + mirror), flip-shift (tinyvision.tta)
     batch_size: int = 128  # per process
     eval_batch_size: int = 500
+    eval_every: int = 1  # a val pass after every N-th epoch (and always the last); 0 = the final one only.
+    # best.pt, early stopping and plateau schedules see only the epochs that have one
     seed: int = 0  # model init, data order and augmentation
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast); auto = bf16 where supported and, on a CPU, measured faster (device.cpu_bf16_speedup)

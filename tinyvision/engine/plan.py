@@ -4,7 +4,8 @@ The run first trains as configured while it measures its own speed: it skips the
 (compilation, allocator and kernel warm-up: they count against the budget, but do not say how
 fast the steady state is), times the following ones, and times a few val batches. It then fixes
 the number of steps, and with it the learning-rate schedule, so that the remaining steps plus
-the val passes (one per epoch begun, the last being the final evaluation) end within the budget.
+the val passes (one per epoch begun, or per `train.eval_every` epochs, the last being the final
+evaluation) end within the budget.
 The plan is saved in every checkpoint, so a resumed run keeps it: its steps and learning rates
 are those the run would have had uninterrupted. The cache build is not part of the budget.
 
@@ -72,19 +73,33 @@ class Plan:
         return cls(**d)
 
 
+def evaluates(epoch: int, eval_every: int) -> bool:
+    """Whether the end of epoch `epoch` (counted from 1) has a val pass under `train.eval_every`:
+    every `eval_every`-th epoch; 0 = none but the final one, which always has one."""
+    return eval_every > 0 and epoch % eval_every == 0
+
+
+def val_passes(epochs_done: int, epochs: int, eval_every: int = 1) -> int:
+    """Val passes at the ends of epochs epochs_done+1 .. epochs, the last (the final evaluation) included."""
+    if eval_every <= 0:
+        return 1
+    return epochs // eval_every - epochs_done // eval_every + (0 if evaluates(epochs, eval_every) else 1)
+
+
 def plan_steps(budget_s: float, spent_s: float, step: int, epochs_done: int, steps_per_epoch: int,
-               steps_per_s: float, eval_s: float, safety: float = SAFETY, final_extra_s: float = 0.0) -> tuple[int, int]:
+               steps_per_s: float, eval_s: float, safety: float = SAFETY, final_extra_s: float = 0.0,
+               eval_every: int = 1) -> tuple[int, int]:
     """(total steps, epochs): the most steps such that the steps still to take at `steps_per_s`,
-    plus one val pass of `eval_s` for every epoch from here on (each epoch ends with one; a last,
-    partial epoch too) and `final_extra_s` for the last one (test-time augmentation), fit in the
-    time left after `spent_s` and the safety share."""
+    plus a val pass of `eval_s` for every epoch from here on that has one (every `eval_every`-th,
+    and the last, partial or not, always) and `final_extra_s` for the last one (test-time
+    augmentation), fit in the time left after `spent_s` and the safety share."""
     left = budget_s * (1 - safety) - spent_s - final_extra_s
 
     def epochs_for(total: int) -> int:
         return max(epochs_done + 1, -(-total // steps_per_epoch))
 
     def cost(total: int) -> float:  # seconds from now; grows with total
-        return (total - step) / steps_per_s + (epochs_for(total) - epochs_done) * eval_s
+        return (total - step) / steps_per_s + val_passes(epochs_done, epochs_for(total), eval_every) * eval_s
 
     if steps_per_s <= 0 or cost(step + 1) > left:
         return step, epochs_for(step)
@@ -120,23 +135,23 @@ class Planner:
         return enough or spent_s >= 0.1 * self.budget_s and steps >= 1  # never spend more than 10% measuring
 
     def make(self, step: int, spent_s: float, epochs_done: int, eval_s: float, train_s: float,
-             final_extra_s: float = 0.0) -> Plan:
+             final_extra_s: float = 0.0, eval_every: int = 1) -> Plan:
         """The plan from here: `step` steps done, `spent_s` budget seconds used, val passes of `eval_s`
-        (the final one `final_extra_s` longer)."""
+        (the final one `final_extra_s` longer) after every `eval_every`-th epoch and the last."""
         rate = (step - self._start[0]) / max(train_s - self._start[1], 1e-9)
         total, epochs = plan_steps(self.budget_s, spent_s, step, epochs_done, self.steps_per_epoch, rate, eval_s,
-                                   final_extra_s=final_extra_s)
+                                   final_extra_s=final_extra_s, eval_every=eval_every)
         return Plan(self.budget_s, total, epochs, rate, eval_s, step, spent_s, train_s)
 
 
 def revise(plan: Plan, step: int, spent_s: float, train_s: float, epochs_done: int, steps_per_epoch: int,
-           eval_s: float, final_extra_s: float) -> int | None:
+           eval_s: float, final_extra_s: float, eval_every: int = 1) -> int | None:
     """At one of plan.checks(): the new last step from the speed measured since the last look,
     recorded in the plan, or None when it moves by less than REVISE_MIN of the steps still to take."""
     s0, t0 = plan.last_check()
     rate = (step - s0) / max(train_s - t0, 1e-9)
     total, epochs = plan_steps(plan.budget_s, spent_s, step, epochs_done, steps_per_epoch, rate, eval_s,
-                               final_extra_s=final_extra_s)
+                               final_extra_s=final_extra_s, eval_every=eval_every)
     moved = abs(total - plan.total_steps) > REVISE_MIN * max(plan.total_steps - step, 1)
     plan.revisions.append({"at_step": step, "train_s": train_s, "steps_per_s": rate, "from_total": plan.total_steps,
                            "total_steps": total if moved else plan.total_steps,

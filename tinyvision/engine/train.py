@@ -33,7 +33,7 @@ from tinyvision.engine.loop import (autocast, evaluate, evaluate_segmentation, p
 from tinyvision.engine.mixing import mix_batch
 from tinyvision.engine.monitor import Monitor
 from tinyvision.engine.optim import Schedule, build_optimizer
-from tinyvision.engine.plan import Plan, Planner, revise
+from tinyvision.engine.plan import Plan, Planner, evaluates, revise
 from tinyvision.engine.rng import rng_state, set_rng_state
 from tinyvision.engine.runlog import Meter, RunLog
 from tinyvision.engine.transfer import (HeadOnly, depth_groups, feature_splits, first_layers, freeze_batchnorm,
@@ -260,7 +260,8 @@ class Run:
         plan = None  # only rank 0 measured the speed (Planner.observe), so only it plans
         if self.dist.main:
             plan = self.planner.make(self.step, self.budget_spent(), self.epoch, eval_s, train_seconds,
-                                     final_extra_s=eval_s * (tta_passes(self.cfg.train.tta) - 1))  # the TTA views
+                                     final_extra_s=eval_s * (tta_passes(self.cfg.train.tta) - 1),  # the TTA views
+                                     eval_every=self.cfg.train.eval_every)
         if self.dist.enabled:  # one plan for every rank: rank 0's
             v = torch.tensor([plan.total_steps, plan.epochs, plan.steps_per_s, plan.eval_s, plan.made_at_s]
                              if self.dist.main else [0.0] * 5, dtype=torch.float64, device=self.device)
@@ -279,7 +280,7 @@ class Run:
         before = self.plan.total_steps
         if self.dist.main:
             revise(self.plan, self.step, self.budget_spent(), train_seconds, self.epoch, len(self.train_loader), eval_s,
-                   eval_s * (tta_passes(self.cfg.train.tta) - 1))
+                   eval_s * (tta_passes(self.cfg.train.tta) - 1), self.cfg.train.eval_every)
         if self.dist.enabled:  # rank 0's revision for every rank
             v = torch.tensor([self.plan.total_steps, self.plan.epochs] if self.dist.main else [0, 0],
                              dtype=torch.float64, device=self.device)
@@ -456,24 +457,28 @@ def train_epochs(run: Run, head_model: nn.Module | None) -> str:
                             run.planner is None and run.epoch + 1 >= run.epochs)
         if final and run.lookahead is not None:
             run.lookahead.finish(run.model)
-        t_eval = run.hooks.clock()
-        val = run.validate(eval_model, tta=resolve_tta(t.tta) if final else None)
-        if not final:  # a plain pass: what the plan's next revision counts per epoch
-            run.last_eval_s = run.hooks.clock() - t_eval
+        val, improved = {}, False
+        if final or evaluates(run.epoch + 1, t.eval_every):
+            t_eval = run.hooks.clock()
+            val = run.validate(eval_model, tta=resolve_tta(t.tta) if final else None)
+            if not final:  # a plain pass: what the plan's next revision counts per epoch
+                run.last_eval_s = run.hooks.clock() - t_eval
         run.epoch += 1
-        run.last_val = {**val, "epoch": run.epoch}
-        run.schedule.epoch_end(monitor.value(val))
-        improved = monitor.update(run.epoch, run.last_val)
+        if val:
+            run.last_val = {**val, "epoch": run.epoch}
+            run.schedule.epoch_end(monitor.value(val))
+            improved = monitor.update(run.epoch, run.last_val)
         seconds = run.hooks.clock() - t_epoch
         log.write({"type": "epoch", "step": run.step, "epoch": run.epoch, "train_loss": train["loss"],
                    "train_top1": train["top1"], **{f"val_{k}": v for k, v in val.items() if k != "n"},
                    "lr": run.schedule.lr, "images_per_s": train["images_per_s"],
                    "seconds": seconds, "spent_s": run.budget_spent()}, "epoch")
         shown = "  ".join(f"{k} {v:.4f}" for k, v in val.items() if k != "n")
+        shown = f"{run.record.val_split} {shown}" if val else f"no {run.record.val_split} pass (train.eval_every)"
         log.end_epoch(f"epoch {run.epoch}/{run.epochs}  train loss {train['loss']:.4f} acc {train['top1']:.4f}  "
-                      f"{run.record.val_split} {shown}  {train['images_per_s']:.0f} img/s  {seconds:.1f}s")
+                      f"{shown}  {train['images_per_s']:.0f} img/s  {seconds:.1f}s")
         run.save(("last", "best") if improved else ("last",))
-        if run.hooks.epoch_end is not None and not run.hooks.epoch_end(run.epoch, dict(run.last_val)):
+        if val and run.hooks.epoch_end is not None and not run.hooks.epoch_end(run.epoch, dict(run.last_val)):
             log.print(f"stopped after epoch {run.epoch} by the caller (pruned)")
             return "pruned"
         if monitor.exhausted:
@@ -506,6 +511,9 @@ def _fit(cfg: Config, resume: bool, dist: Dist, hooks: FitHooks, started: float)
         raise TinyVisionError("gradual unfreezing changes which parameters train, which DDP cannot follow; "
                               "run it in one process, or use transfer.mode=full with transfer.lr_decay")
     parse_policy(cfg.augment.policy)  # a typo in the policy fails here, before any cache or run dir work
+    if t.eval_every < 0:
+        raise TinyVisionError(f"train.eval_every {t.eval_every}: give N >= 1 (a val pass every N epochs) "
+                              "or 0 (the final one only)")
     run_dir, ckpt, resume = open_run_dir(cfg, resume, dist)
     device, amp_dtype, channels_last = setup_device(t, dist, ckpt, cache_root(cfg.data.cache_dir) / PROBE_RECORD)
     t_data = hooks.clock()

@@ -44,9 +44,10 @@ def run_row(run_dir) -> dict:
     steps = [m for m in metrics if m.get("type") == "step"]
     data = cfg.get("data", {})
     # the run's main metric: top-1, or mean IoU for segmentation; second: top-5, or pixel accuracy
-    seg = bool(epochs) and "val_miou" in epochs[0]
+    seg = any("val_miou" in e for e in epochs)
     k1, k2 = ("val_miou", "val_pixel_acc") if seg else ("val_top1", "val_top5")
-    best = max(epochs, key=lambda e: e[k1]) if epochs else None
+    scored = [e for e in epochs if k1 in e]  # with train.eval_every, not every epoch has a val pass
+    best = max(scored, key=lambda e: e[k1]) if scored else None
     total = cfg.get("train", {}).get("epochs")
     return {
         "dir": d, "label": d.name, "dataset": record.dataset if record else data.get("name", "?"),
@@ -57,10 +58,10 @@ def run_row(run_dir) -> dict:
         "segmentation": seg,
         "best_top1": best[k1] if best else None, "best_top5": best[k2] if best else None,
         "best_epoch": best["epoch"] if best else None,
-        "final_top1": epochs[-1][k1] if epochs else None, "final_top5": epochs[-1][k2] if epochs else None,
+        "final_top1": scored[-1][k1] if scored else None, "final_top5": scored[-1][k2] if scored else None,
         "wall_time_s": (summary or {}).get("wall_time_s") or sum(e["seconds"] for e in epochs),
         "images_per_s": (summary or {}).get("images_per_s") or (epochs[-1]["images_per_s"] if epochs else None),
-        "overfit_epoch": overfit_epoch(epochs),
+        "overfit_epoch": overfit_epoch(scored),
         "val_split": record.val_split if record else data.get("val_split") or "val",
     }
 

@@ -228,8 +228,9 @@ def results(spec: StudySpec, out: Path) -> dict:
             summary, metrics = read_summary(d), read_metrics(d)
             epochs = [m for m in metrics if m.get("type") == "epoch"]
             r["status"] = "finished" if summary else (f"running ({len(epochs)} epochs)" if epochs else "started")
-            if epochs:
-                r.update(best=max(e["val_top1"] for e in epochs), final=epochs[-1]["val_top1"], epochs=len(epochs),
+            scored = [e["val_top1"] for e in epochs if "val_top1" in e]  # train.eval_every may skip some
+            if scored:
+                r.update(best=max(scored), final=scored[-1], epochs=len(epochs),
                          minutes=sum(e["seconds"] for e in epochs) / 60)
             if summary:
                 r.update(minutes=summary["wall_time_s"] / 60, stopped=summary["stopped"])
