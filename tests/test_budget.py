@@ -180,3 +180,14 @@ def test_eval_every_skips_val_passes_but_never_the_final_one(tmp_path, src):
     assert row["final_top1"] == epochs[-1]["val_top1"] and row["best_epoch"] in (2, 3)
     with pytest.raises(TinyVisionError, match="train.eval_every -1"):
         fit(_cfg(src, tmp_path / "bad", **{"train.epochs": 1, "train.eval_every": -1}))
+
+
+def test_a_budget_too_short_for_the_machine_stops_at_once_and_says_so(tmp_path, src, capsys):
+    # a clock 100x slower than the fixture's steps: timing the steady state uses the whole budget
+    s = fit(_cfg(src, tmp_path / "run", **{"train.time_budget": 20.0, "output.quiet": False}),
+            hooks=FitHooks(clock=FakeClock(1.0)))
+    plans = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+             if json.loads(l)["type"] == "plan"]
+    assert plans[0]["room"] is False and plans[0]["total_steps"] == plans[0]["made_at_step"] == s["steps"]
+    assert "too short on this machine" in capsys.readouterr().out
+    assert s["final"]["top1"] is not None  # the final evaluation still ran

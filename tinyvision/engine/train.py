@@ -268,10 +268,16 @@ class Run:
             total, epochs, rate, ev, at = self.dist.sum(v).tolist()
             plan = Plan(self.planner.budget_s, int(total), int(epochs), rate, ev, self.step, at, train_seconds)
         self.set_plan(plan)
-        self.log.write({"type": "plan", "step": self.step, **plan.to_dict()}, "plan")
+        room = plan.total_steps > self.step  # False: not one more step fits before the final evaluation
+        self.log.write({"type": "plan", "step": self.step, **plan.to_dict(), "room": room}, "plan")
         self.log.print(f"time budget {plan.budget_s:.0f} s: {plan.steps_per_s:.2f} steps/s measured, val pass "
                        f"{plan.eval_s:.1f} s; planned {plan.total_steps} steps ({plan.epochs} epochs) "
                        f"after {plan.made_at_s:.0f} s")
+        if not room:
+            final_s = plan.eval_s * tta_passes(self.cfg.train.tta)
+            self.log.print(f"warning: train.time_budget {plan.budget_s:.0f} s is too short on this machine: "
+                           f"{plan.made_at_s:.0f} s went on warm-up and timing and the final evaluation needs "
+                           f"about {final_s:.0f} s more, so training stops now and the run will overrun its budget")
 
     def revise_plan(self, train_seconds: float) -> None:
         """At one of the plan's check steps: re-measure the speed since the last look and move the
