@@ -10,6 +10,7 @@ import fixtures
 from tinyvision.engine import FitHooks, Interrupted, fit, load_config
 from tinyvision.engine.plan import Plan, Planner, plan_steps, revise, val_passes
 from tinyvision.evaluate import evaluate_run
+from tinyvision.tta import passes as tta_passes
 
 
 class FakeClock:
@@ -189,5 +190,9 @@ def test_a_budget_too_short_for_the_machine_stops_at_once_and_says_so(tmp_path, 
     plans = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
              if json.loads(l)["type"] == "plan"]
     assert plans[0]["room"] is False and plans[0]["total_steps"] == plans[0]["made_at_step"] == s["steps"]
-    assert "too short on this machine" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "too short on this machine" in out
+    # it says it will overrun exactly when what is spent plus the final evaluation passes the budget
+    over = plans[0]["made_at_s"] + plans[0]["eval_s"] * tta_passes(False) > 20.0  # _cfg: no TTA
+    assert ("will overrun its budget" in out) == over
     assert s["final"]["top1"] is not None  # the final evaluation still ran

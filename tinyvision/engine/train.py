@@ -275,9 +275,11 @@ class Run:
                        f"after {plan.made_at_s:.0f} s")
         if not room:
             final_s = plan.eval_s * tta_passes(self.cfg.train.tta)
+            over = plan.made_at_s + final_s > plan.budget_s  # no step fits within the safety share, yet it may end in time
             self.log.print(f"warning: train.time_budget {plan.budget_s:.0f} s is too short on this machine: "
                            f"{plan.made_at_s:.0f} s went on warm-up and timing and the final evaluation needs "
-                           f"about {final_s:.0f} s more, so training stops now and the run will overrun its budget")
+                           f"about {final_s:.0f} s more, so training stops now"
+                           + (" and the run will overrun its budget" if over else ""))
 
     def revise_plan(self, train_seconds: float) -> None:
         """At one of the plan's check steps: re-measure the speed since the last look and move the
