@@ -252,3 +252,15 @@ def voc_tree(root: Path, n_train: int = 3, n_val: int = 2, size=(20, 28)) -> Pat
             m.save(root / "SegmentationClass" / f"{i}.png")
         (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
     return root
+
+
+class FakeClock:
+    """Advances `dt` seconds at every look: a run's timing becomes a function of its code path
+    (FitHooks.clock), so a time-budgeted run plans and revises the same way every time."""
+
+    def __init__(self, dt=0.01):
+        self.t, self.dt = 100.0, dt
+
+    def __call__(self):
+        self.t += self.dt
+        return self.t

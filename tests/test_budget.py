@@ -7,21 +7,11 @@ import pytest
 import torch
 
 import fixtures
+from fixtures import FakeClock
 from tinyvision.engine import FitHooks, Interrupted, fit, load_config
 from tinyvision.engine.plan import Plan, Planner, plan_steps, revise, val_passes
 from tinyvision.evaluate import evaluate_run
 from tinyvision.tta import passes as tta_passes
-
-
-class FakeClock:
-    """Advances `dt` seconds at every look: a run's timing becomes a function of its code path."""
-
-    def __init__(self, dt=0.01):
-        self.t, self.dt = 100.0, dt
-
-    def __call__(self):
-        self.t += self.dt
-        return self.t
 
 
 def test_plan_fills_the_budget_with_steps_and_val_passes():
@@ -108,11 +98,12 @@ def src(tmp_path):
 
 
 @pytest.mark.slow
-def test_budgeted_run_ends_within_5_percent_of_its_budget(tmp_path, src):
+@pytest.mark.parametrize("resizing", [{}, {"augment.progressive_from": 20}], ids=["plain", "progressive"])
+def test_budgeted_run_ends_within_5_percent_of_its_budget(tmp_path, src, resizing):
     budget = 25.0
     fit(_cfg(src, tmp_path / "warm", **{"train.epochs": 1}))  # the cache is built outside the timed run
     t0 = time.perf_counter()
-    s = fit(_cfg(src, tmp_path / "run", **{"train.time_budget": budget, "train.tta": True}))
+    s = fit(_cfg(src, tmp_path / "run", **{"train.time_budget": budget, "train.tta": True, **resizing}))
     wall = time.perf_counter() - t0
     tb = s["time_budget"]
     assert abs(tb["spent_s"] - budget) <= 0.05 * budget, tb
@@ -131,8 +122,9 @@ def test_budgeted_run_ends_within_5_percent_of_its_budget(tmp_path, src):
     assert len(plan["revisions"]) <= 4 and all(r["at_step"] <= r["total_steps"] for r in plan["revisions"])
 
 
-@pytest.mark.parametrize("averaging", [{"optim.ema": 0.9}, {"optim.ema": 0.0, "optim.lookahead": 3}],
-                         ids=["ema", "lookahead"])
+@pytest.mark.parametrize("averaging", [{"optim.ema": 0.9}, {"optim.ema": 0.0, "optim.lookahead": 3},
+                                       {"optim.ema": 0.9, "augment.progressive_from": 20}],
+                         ids=["ema", "lookahead", "progressive"])
 def test_budgeted_run_resumes_exactly_with_its_plan(tmp_path, src, averaging):
     over = {"train.time_budget": 3.0, "train.log_every": 1, "optim.label_smoothing": 0.1, **averaging}
     ref = fit(_cfg(src, tmp_path / "ref", **over), hooks=FitHooks(clock=FakeClock()))
@@ -165,6 +157,13 @@ def test_budgeted_run_resumes_exactly_with_its_plan(tmp_path, src, averaging):
         for k in ta:
             assert torch.equal(ta[k], tb[k]), f"{'.'.join(path)}.{k} differs"
     assert a["scheduler"] == b["scheduler"] and res["final"] == ref["final"]
+    assert _sides(tmp_path / "run") == _sides(tmp_path / "ref")  # progressive resizing: the same side at every step
+
+
+def _sides(run_dir):
+    """The logged side of every step's batch (None without progressive resizing)."""
+    return [l.get("side") for l in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+            if l["type"] == "step"]
 
 
 def test_eval_every_skips_val_passes_but_never_the_final_one(tmp_path, src):

@@ -107,6 +107,9 @@ class ScheduleConfig:
 class AugmentConfig:
     policy: str = "standard"  # a preset (`standard`, `seed002`, ...) or ops "flip,crop:padding=4"
     size: int | None = None  # resize batches to N x N (model input) after augmenting; None = as cached
+    progressive_from: int = 0  # progressive resizing: train batches start at this side (px) and grow to the full
+    # size (augment.size or as cached); val passes always see the full size. 0 = off (tinyvision.engine.progressive)
+    progressive_until: float = 0.75  # ...reached at this share of the run's steps, then kept to the end
 
 
 @dataclass

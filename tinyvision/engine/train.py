@@ -34,6 +34,7 @@ from tinyvision.engine.mixing import mix_batch
 from tinyvision.engine.monitor import Monitor
 from tinyvision.engine.optim import Schedule, build_optimizer
 from tinyvision.engine.plan import Plan, Planner, evaluates, revise
+from tinyvision.engine.progressive import Progressive, progressive_from_config
 from tinyvision.engine.rng import rng_state, set_rng_state
 from tinyvision.engine.runlog import Meter, RunLog
 from tinyvision.engine.transfer import (HeadOnly, depth_groups, feature_splits, first_layers, freeze_batchnorm,
@@ -118,6 +119,28 @@ def check_task(cfg: Config, ds) -> None:
                                   "for segmentation use train.tta=flip or false")
 
 
+def check_progressive(cfg: Config, ds) -> Progressive | None:
+    """augment.progressive_from's schedule, once the data says what the full size is; what
+    progressive resizing cannot do is an error here."""
+    full = cfg.augment.size or ds.image_size[0]
+    progressive = progressive_from_config(cfg.augment, full)
+    if progressive is None:
+        return None
+    if ds.task != "classification":
+        raise TinyVisionError("augment.progressive_from resizes images only; for segmentation set it to 0")
+    if cfg.transfer.mode == "features":
+        raise TinyVisionError("transfer.mode=features trains on cached features, which have no side to grow; "
+                              "set augment.progressive_from=0")
+    if cfg.augment.size is None and ds.image_size[0] != ds.image_size[1]:
+        raise TinyVisionError(f"augment.progressive_from needs square inputs; {ds.name} is cached at "
+                              f"{ds.image_size[0]}x{ds.image_size[1]}: set augment.size")
+    if get_entry(cfg.model.name).input_sizes:
+        raise TinyVisionError(f"model {cfg.model.name} takes a fixed input size, so its batches cannot grow; "
+                              "set augment.progressive_from=0")
+    check_input_size(cfg.model.name, progressive.start)
+    return progressive
+
+
 def load_data(cfg: Config, dist: Dist):
     """The dataset (rank 0 builds the cache, the others then read it) and the run's splits."""
     if not dist.main:
@@ -171,6 +194,8 @@ class Run:
     data_seconds: float = 0.0  # seconds this segment spent building or opening the cache (not budgeted)
     cut: bool = False  # the deadline stopped training before the planned steps were done
     last_eval_s: float | None = None  # how long this segment's last val pass took
+    progressive: Progressive | None = None  # augment.progressive_from's schedule of training sides
+    side: int | None = None  # the side of the training batches now (progressive resizing)
 
     @property
     def ckpt_dir(self) -> Path:
@@ -249,6 +274,16 @@ class Run:
         self.plan, self.planner = plan, None
         self.schedule.set_total(plan.first_total)  # revisions live in the schedule's own knots
 
+    def resize_train_batches(self) -> None:
+        """Progressive resizing: the next training batch's side, from the planner while it measures
+        (the start side, then the full one), else from the step and the run's steps in all."""
+        if self.progressive is None:
+            return
+        side = self.planner.side() if self.planner is not None else self.progressive.side(self.step, self.total_steps)
+        if side != self.side:
+            self.train_loader.transform.resize_to(side)
+            self.side = side
+
     def make_plan(self, train_seconds: float) -> None:
         """Measure a val pass on a few batches, then fix the steps (rank 0 decides, all ranks follow)."""
         model = self.ema.module if self.ema is not None else self.model
@@ -263,10 +298,11 @@ class Run:
                                      final_extra_s=eval_s * (tta_passes(self.cfg.train.tta) - 1),  # the TTA views
                                      eval_every=self.cfg.train.eval_every)
         if self.dist.enabled:  # one plan for every rank: rank 0's
-            v = torch.tensor([plan.total_steps, plan.epochs, plan.steps_per_s, plan.eval_s, plan.made_at_s]
-                             if self.dist.main else [0.0] * 5, dtype=torch.float64, device=self.device)
-            total, epochs, rate, ev, at = self.dist.sum(v).tolist()
-            plan = Plan(self.planner.budget_s, int(total), int(epochs), rate, ev, self.step, at, train_seconds)
+            v = torch.tensor([plan.total_steps, plan.epochs, plan.steps_per_s, plan.eval_s, plan.made_at_s,
+                              plan.fixed_share] if self.dist.main else [0.0] * 6, dtype=torch.float64, device=self.device)
+            total, epochs, rate, ev, at, fixed = self.dist.sum(v).tolist()
+            plan = Plan(self.planner.budget_s, int(total), int(epochs), rate, ev, self.step, at, train_seconds,
+                        fixed_share=fixed)
         self.set_plan(plan)
         room = plan.total_steps > self.step  # False: not one more step fits before the final evaluation
         self.log.write({"type": "plan", "step": self.step, **plan.to_dict(), "room": room}, "plan")
@@ -288,7 +324,7 @@ class Run:
         before = self.plan.total_steps
         if self.dist.main:
             revise(self.plan, self.step, self.budget_spent(), train_seconds, self.epoch, len(self.train_loader), eval_s,
-                   eval_s * (tta_passes(self.cfg.train.tta) - 1), self.cfg.train.eval_every)
+                   eval_s * (tta_passes(self.cfg.train.tta) - 1), self.cfg.train.eval_every, self.progressive)
         if self.dist.enabled:  # rank 0's revision for every rank
             v = torch.tensor([self.plan.total_steps, self.plan.epochs] if self.dist.main else [0, 0],
                              dtype=torch.float64, device=self.device)
@@ -365,6 +401,7 @@ def train_one_epoch(run: Run) -> dict:
     mixing = o.mixup > 0 or o.cutmix > 0
     check_every = 1 if run.device.type == "cpu" else t.log_every  # a host sync per step is free on CPU only
     t_window, t_start, images = clock(), clock(), 0
+    run.resize_train_batches()
     for x, y in loader:
         soft = None
         if mixing:
@@ -407,15 +444,17 @@ def train_one_epoch(run: Run) -> dict:
             rate = window["n"] * run.dist.world_size / max(now - t_window, 1e-9)
             t_window = now
             run.log.write({"type": "step", "step": run.step, "epoch": run.epoch + loader.batch_index / len(loader),
-                           "train_loss": window["loss"], "lr": run.schedule.lr, "images_per_s": rate}, "train")
+                           "train_loss": window["loss"], "lr": run.schedule.lr, "images_per_s": rate,
+                           **({"side": run.side} if run.side else {})}, "train")
             run.log.progress(1, loss=window["loss"], acc=meter.read()["top1"], lr=run.schedule.lr, img_s=round(rate))
         else:
             run.log.progress(1)
         if run.planner is not None:  # under a time budget: measuring, until the plan is made
             trained = run.train_seconds + clock() - t_start
             if run.dist.any(run.dist.main and run.planner.observe(run.step, trained, run.budget_spent()), run.device):
-                run.make_plan(trained)
-                _train_mode(run)  # the val batches timed for the plan ran in eval mode
+                if not run.planner.next_phase(run.step, trained):  # another phase: the full side, timed next
+                    run.make_plan(trained)
+                    _train_mode(run)  # the val batches timed for the plan ran in eval mode
         elif run.plan is not None and run.step in run.plan.checks():
             run.revise_plan(run.train_seconds + clock() - t_start)
         if saving:
@@ -427,6 +466,7 @@ def train_one_epoch(run: Run) -> dict:
             raise Interrupted(run.signals.signum if run.signals else None, run.run_dir, run.step)
         if run.out_of_time():
             break
+        run.resize_train_batches()  # before the loader makes the next batch
     seconds = clock() - t_start
     run.train_images += images * run.dist.world_size
     run.train_seconds += seconds
@@ -527,6 +567,7 @@ def _fit(cfg: Config, resume: bool, dist: Dist, hooks: FitHooks, started: float)
     t_data = hooks.clock()
     ds, (train_split, val_split, val_name) = load_data(cfg, dist)
     check_task(cfg, ds)
+    progressive = check_progressive(cfg, ds)
     budget_started = hooks.clock()  # a time budget counts from here: the cache build is not part of it
     model, record = build_model(cfg, ds, train_split, val_name, ckpt, amp_dtype, channels_last)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -556,9 +597,9 @@ def _fit(cfg: Config, resume: bool, dist: Dist, hooks: FitHooks, started: float)
                  resume_step=ckpt["step"] if ckpt else 0)
     run = Run(cfg, run_dir, dist, device, amp_dtype, model, train_model, ema, lookahead, optimizer, schedule, scaler,
               train_loader, val_loader, log, record, monitor, started, budget_started, hooks=hooks,
-              data_seconds=budget_started - t_data)
+              data_seconds=budget_started - t_data, progressive=progressive)
     if t.time_budget > 0:
-        run.planner = Planner(t.time_budget, len(train_loader))
+        run.planner = Planner(t.time_budget, len(train_loader), progressive=progressive)
     if dist.main:
         write_record(run_dir, record)
     if ckpt:  # continued exactly where its last checkpoint left off

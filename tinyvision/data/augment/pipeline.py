@@ -46,11 +46,19 @@ class Augment:
         self.ops = list(ops)
         self.ignore = ignore  # the mask value for pixels without a class (segmentation)
         self.stages = group_geometry(self.ops) + ([Resize(size)] if size else [])
+        self.size = size
         self.mean, self.std = tuple(mean), tuple(std)
         self.channels_last = channels_last
         for op in self.ops:  # ops that work relative to the normalization (switch-off's fill=mean)
             if hasattr(op, "bind_stats"):
                 op.bind_stats(self.mean, self.std)
+
+    def resize_to(self, size: int | None) -> None:
+        """From the next batch on, output `size` x `size` images (progressive resizing; masks too).
+        A Resize stage after the policy's own: one more pass over a batch that is then smaller."""
+        stages = self.stages[:-1] if self.size else self.stages
+        self.stages = stages + ([Resize(size)] if size else [])
+        self.size = size
 
     def set_epoch(self, seed: int, epoch: int) -> None:
         """The loader says which epoch is starting (ops with one draw per epoch use it)."""
