@@ -11,7 +11,8 @@ everything included (cache build, feature extraction, training, evaluation). Sta
      then two epochs training everything with discriminative learning rates.
      --unfreeze 0 trains all layers from the start, --freeze-first N keeps the first N layers
      frozen, --minutes M gives stage 2 what is left of M minutes (train.time_budget), --tta
-     averages each image with its mirror in stage 2's final val pass (train.tta).
+     averages each image with its mirror in stage 2's final val pass (train.tta), --progressive-from S
+     grows stage 2's batches from S px to SIZE (augment.progressive_from).
 Killed midway? Run the same command with the same --out: finished stages are read back,
 the interrupted one resumes from its last checkpoint (transfer_stages.Stages).
 All training uses train only; val is touched once per stage, to report. Prints each stage's
@@ -47,6 +48,8 @@ def main() -> None:
     ap.add_argument("--freeze-first", type=int, default=0, help="stage 2's transfer.freeze_first: keep the first N "
                     "layers frozen (Lite1: 6 = stem + block 0, 24 = + stage 1, 42 = + stage 2)")
     ap.add_argument("--tta", action="store_true", help="flip test-time augmentation in stage 2's final val pass")
+    ap.add_argument("--progressive-from", type=int, default=0, help="stage 2's augment.progressive_from: its batches "
+                    "start at this side and grow to --size by 75%% of its steps (0: off)")
     a = ap.parse_args()
     out = Path(a.out or tempfile.mkdtemp(prefix="tv-transfer-"))
     cache = out / "cache"  # a fresh cache: its build counts toward the hour
@@ -63,7 +66,8 @@ def main() -> None:
         {"transfer.lr_decay": 0.7, "transfer.freeze_bn": True, "optim.name": "adamw", "optim.lr": 0.0005,
          "optim.weight_decay": 0.01, "schedule.name": "cosine", "schedule.warmup_epochs": 0.05,
          "train.batch_size": 128, "augment.policy": "flip,crop:padding=4", "train.tta": a.tta,
-         "transfer.unfreeze": [int(e) for e in a.unfreeze.split(",")], "transfer.freeze_first": a.freeze_first},
+         "transfer.unfreeze": [int(e) for e in a.unfreeze.split(",")], "transfer.freeze_first": a.freeze_first,
+         "augment.progressive_from": a.progressive_from},
         a.stage2_epochs, minutes=a.minutes)
     st.table("tiny-imagenet transfer", f"{a.model}; input {a.size} px; train images {a.limit_train or 100000}")
 
