@@ -54,16 +54,13 @@ def main() -> None:
     prepare(a.dataset, str(src) if src else None, cache_dir=cache, progress=False)
     print(f"{a.dataset}: cache ready in {time.perf_counter() - t0:.0f} s (not budgeted)", flush=True)
     both = [*a.set] + ([f"data.holdout={a.holdout}"] if a.holdout else [])
-    variants = {"plain": both,
-                f"progressive {a.start} px -> full by {a.until:g}": both + [f"augment.progressive_from={a.start}",
-                                                                          f"augment.progressive_until={a.until}"]}
-    names = list(variants)
-    rows = {name: [] for name in names}
+    variants = [("plain", "plain", both),  # (table row, run dir tag, overrides)
+                (f"progressive {a.start} px -> full by {a.until:g}", "progressive",
+                 both + [f"augment.progressive_from={a.start}", f"augment.progressive_until={a.until}"])]
+    rows = {name: [] for name, _, _ in variants}
     for seed in range(a.seeds):
-        for k in (0, 1) if seed % 2 == 0 else (1, 0):
-            name = names[k]
-            r = run(recipe, src, a.minutes * 60, seed, root / f"{a.dataset}-{'plain' if k == 0 else 'progressive'}-s{seed}",
-                    cache, variants[name])
+        for name, tag, over in variants if seed % 2 == 0 else variants[::-1]:
+            r = run(recipe, src, a.minutes * 60, seed, root / f"{a.dataset}-{tag}-s{seed}", cache, over)
             r["steps"] = read_summary(Path(r["run_dir"]))["steps"]
             rows[name].append(r)
     print()
@@ -71,8 +68,7 @@ def main() -> None:
     print(f"| {recipe}, {a.minutes:g} min each | {val} top-1, each seed | mean ± std | steps | epochs | "
           f"images/s | minutes spent |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for name in names:
-        rs = rows[name]
+    for name, rs in rows.items():
         tops = [r["top1"] for r in rs]
         sd = f" ± {statistics.stdev(tops):.4f}" if len(tops) > 1 else ""
 
