@@ -102,14 +102,17 @@ class Stages:
             name += f", budget {cfg2['train.time_budget']} s" if minutes > 0 else f", {epochs2} epochs"
         if cfg2.get("transfer.freeze_first"):
             name += f", first {cfg2['transfer.freeze_first']} layers frozen"
+        if cfg2.get("augment.progressive_from"):
+            name += f", progressive from {cfg2['augment.progressive_from']} px"
         self.fit_stage(name, cfg2)
 
     def table(self, title: str, detail: str) -> float:
         total = self.rows[-1][3]
         print()
         print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; {detail}")
-        print(f"{'stage':62s} {'val top-1':>9s} {'seconds':>8s} {'at min':>7s}")
+        w = max(len(r[0]) for r in self.rows)
+        print(f"{'stage':{w}s} {'val top-1':>9s} {'seconds':>8s} {'at min':>7s}")
         for name, top1, secs, at in self.rows:
-            print(f"{name:62s} {top1:9.4f} {secs:8.0f} {at:7.1f}")
+            print(f"{name:{w}s} {top1:9.4f} {secs:8.0f} {at:7.1f}")
         print(f"{title}: top1 {self.rows[-1][1]:.4f}, minutes {total:.1f}")
         return total
