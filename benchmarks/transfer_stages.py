@@ -104,6 +104,8 @@ class Stages:
             name += f", first {cfg2['transfer.freeze_first']} layers frozen"
         if cfg2.get("augment.progressive_from"):
             name += f", progressive from {cfg2['augment.progressive_from']} px"
+        if cfg2.get("train.seed"):
+            name += f", seed {cfg2['train.seed']}"
         self.fit_stage(name, cfg2)
 
     def table(self, title: str, detail: str) -> float:

@@ -50,6 +50,8 @@ def main() -> None:
     ap.add_argument("--tta", action="store_true", help="flip test-time augmentation in stage 2's final val pass")
     ap.add_argument("--progressive-from", type=int, default=0, help="stage 2's augment.progressive_from: its batches "
                     "start at this side and grow to --size by 75%% of its steps (0: off)")
+    ap.add_argument("--seed2", type=int, default=0, help="stage 2's train.seed (data order, augmentation): a "
+                    "second stage 2 from the same stages 0 and 1 (copy them into a new --out)")
     a = ap.parse_args()
     out = Path(a.out or tempfile.mkdtemp(prefix="tv-transfer-"))
     cache = out / "cache"  # a fresh cache: its build counts toward the hour
@@ -67,7 +69,7 @@ def main() -> None:
          "optim.weight_decay": 0.01, "schedule.name": "cosine", "schedule.warmup_epochs": 0.05,
          "train.batch_size": 128, "augment.policy": "flip,crop:padding=4", "train.tta": a.tta,
          "transfer.unfreeze": [int(e) for e in a.unfreeze.split(",")], "transfer.freeze_first": a.freeze_first,
-         "augment.progressive_from": a.progressive_from},
+         "augment.progressive_from": a.progressive_from, "train.seed": a.seed2},
         a.stage2_epochs, minutes=a.minutes)
     st.table("tiny-imagenet transfer", f"{a.model}; input {a.size} px; train images {a.limit_train or 100000}")
 

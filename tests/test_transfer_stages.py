@@ -42,13 +42,15 @@ def test_too_few_minutes_left_is_refused(tmp_path):
 
 
 def test_progressive_stage2_is_named_apart_from_the_plain_one(tmp_path):
-    """Finished stages are read back by name on a rerun, so a progressive stage 2 must not be taken
-    for a plain one finished earlier in the same --out (the plain name stays as it was)."""
+    """Finished stages are read back by name on a rerun, so a progressive stage 2, or one with another
+    seed, must not be taken for a plain one finished earlier in the same --out (the plain name stays
+    as it was)."""
     names = []
-    for extra in ({}, {"augment.progressive_from": 112}):
+    for extra in ({}, {"augment.progressive_from": 112}, {"augment.progressive_from": 112, "train.seed": 1}):
         st, calls = recording_stages(tmp_path, earlier_s=100.0)
         st.features_then_unfreeze({}, "w", {}, {"transfer.unfreeze": [0], "transfer.freeze_first": 42, **extra}, 3,
                                   minutes=10)
         names.append(calls[1][0])
     assert names[0] == f"2 unfreeze at epochs [0], budget {600 - 100 - SETUP_S} s, first 42 layers frozen"
     assert names[1] == names[0] + ", progressive from 112 px"
+    assert names[2] == names[1] + ", seed 1"
