@@ -12,7 +12,9 @@ everything included (cache build, feature extraction, training, evaluation). Sta
      --unfreeze 0 trains all layers from the start, --freeze-first N keeps the first N layers
      frozen, --minutes M gives stage 2 what is left of M minutes (train.time_budget), --tta
      averages each image with its mirror in stage 2's final val pass (train.tta), --progressive-from S
-     grows stage 2's batches from S px to SIZE (augment.progressive_from).
+     grows stage 2's batches from S px to SIZE (augment.progressive_from), --no-features skips
+     stage 1 (stage 2 starts from the ImageNet weights and their 200 rows: worth it where stage 1's
+     frozen forward pass is slow, as on an AVX2 host without bf16).
 Killed midway? Run the same command with the same --out: finished stages are read back,
 the interrupted one resumes from its last checkpoint (transfer_stages.Stages).
 All training uses train only; val is touched once per stage, to report. Prints each stage's
@@ -52,6 +54,8 @@ def main() -> None:
                     "start at this side and grow to --size by 75%% of its steps (0: off)")
     ap.add_argument("--seed2", type=int, default=0, help="stage 2's train.seed (data order, augmentation): a "
                     "second stage 2 from the same stages 0 and 1 (copy them into a new --out)")
+    ap.add_argument("--no-features", action="store_true", help="skip stage 1: stage 2 starts from the ImageNet "
+                    "weights (classifier from the ImageNet rows of the 200 wnids) and gets its minutes")
     a = ap.parse_args()
     out = Path(a.out or tempfile.mkdtemp(prefix="tv-transfer-"))
     cache = out / "cache"  # a fresh cache: its build counts toward the hour
@@ -70,7 +74,7 @@ def main() -> None:
          "train.batch_size": 128, "augment.policy": "flip,crop:padding=4", "train.tta": a.tta,
          "transfer.unfreeze": [int(e) for e in a.unfreeze.split(",")], "transfer.freeze_first": a.freeze_first,
          "augment.progressive_from": a.progressive_from, "train.seed": a.seed2},
-        a.stage2_epochs, minutes=a.minutes)
+        a.stage2_epochs, minutes=a.minutes, features=not a.no_features)
     st.table("tiny-imagenet transfer", f"{a.model}; input {a.size} px; train images {a.limit_train or 100000}")
 
 

@@ -54,3 +54,17 @@ def test_progressive_stage2_is_named_apart_from_the_plain_one(tmp_path):
     assert names[0] == f"2 unfreeze at epochs [0], budget {600 - 100 - SETUP_S} s, first 42 layers frozen"
     assert names[1] == names[0] + ", progressive from 112 px"
     assert names[2] == names[1] + ", seed 1"
+
+
+def test_no_features_skips_stage1_and_starts_stage2_from_the_weights(tmp_path):
+    """--no-features: only stage 2 runs, from the ImageNet weights, in its own run dir and under its own
+    name, with all of what is left of the minutes (nothing was spent on a stage 1)."""
+    st, calls = recording_stages(tmp_path, earlier_s=100.0)
+    st.features_then_unfreeze({}, "w", {"train.epochs": 8}, {"transfer.unfreeze": [0], "transfer.freeze_first": 42},
+                              3, minutes=10, features=False)
+    [(name, cfg)] = calls
+    assert cfg["transfer.pretrained"] == "w" and cfg["transfer.mode"] == "gradual"
+    assert cfg["output.dir"] == str(tmp_path / "stage2-from-imagenet")
+    assert cfg["train.time_budget"] == 600 - 100 - SETUP_S
+    assert name == (f"2 unfreeze at epochs [0], budget {600 - 100 - SETUP_S} s, from the ImageNet weights "
+                    "(no stage 1), first 42 layers frozen")
