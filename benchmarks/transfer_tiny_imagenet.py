@@ -31,6 +31,14 @@ from transfer_stages import WEIGHTS, Stages, common_overrides
 from tinyvision.evaluate.evaluation import evaluate_pretrained
 
 DEFAULT_ZIP = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tiny-imagenet-200-dev.zip"
+STAGE1 = {"optim.name": "adamw", "optim.lr": 0.002, "optim.weight_decay": 0.05, "schedule.name": "cosine",
+          "train.epochs": 8, "train.batch_size": 256}
+# Stage 2's fixed settings. The ready-made config tiny-imagenet-transfer is the hour run
+# `--model efficientnet_lite2 --size 160 --minutes 60 --unfreeze 0 --freeze-first 42 --tta --no-features`
+# as one `tinyvision train` (tests/test_transfer_stages.py keeps the two equal).
+STAGE2 = {"transfer.lr_decay": 0.7, "transfer.freeze_bn": True, "optim.name": "adamw", "optim.lr": 0.0005,
+          "optim.weight_decay": 0.01, "schedule.name": "cosine", "schedule.warmup_epochs": 0.05,
+          "train.batch_size": 128, "augment.policy": "flip,crop:padding=4"}
 
 
 def main() -> None:
@@ -66,14 +74,10 @@ def main() -> None:
            lambda: (evaluate_pretrained(a.model, WEIGHTS[a.model], "tiny-imagenet", a.source, "val", a.size,
                                         out_dir=out / "zeroshot", cache_dir=str(cache), gallery=8)["top1"], None))
     st.features_then_unfreeze(
-        common, WEIGHTS[a.model],
-        {"optim.name": "adamw", "optim.lr": 0.002, "optim.weight_decay": 0.05, "schedule.name": "cosine",
-         "train.epochs": 8, "train.batch_size": 256},
-        {"transfer.lr_decay": 0.7, "transfer.freeze_bn": True, "optim.name": "adamw", "optim.lr": 0.0005,
-         "optim.weight_decay": 0.01, "schedule.name": "cosine", "schedule.warmup_epochs": 0.05,
-         "train.batch_size": 128, "augment.policy": "flip,crop:padding=4", "train.tta": a.tta,
-         "transfer.unfreeze": [int(e) for e in a.unfreeze.split(",")], "transfer.freeze_first": a.freeze_first,
-         "augment.progressive_from": a.progressive_from, "train.seed": a.seed2},
+        common, WEIGHTS[a.model], STAGE1,
+        {**STAGE2, "train.tta": a.tta, "transfer.unfreeze": [int(e) for e in a.unfreeze.split(",")],
+         "transfer.freeze_first": a.freeze_first, "augment.progressive_from": a.progressive_from,
+         "train.seed": a.seed2},
         a.stage2_epochs, minutes=a.minutes, features=not a.no_features)
     st.table("tiny-imagenet transfer", f"{a.model}; input {a.size} px; train images {a.limit_train or 100000}")
 

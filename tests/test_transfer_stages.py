@@ -68,3 +68,24 @@ def test_no_features_skips_stage1_and_starts_stage2_from_the_weights(tmp_path):
     assert cfg["train.time_budget"] == 600 - 100 - SETUP_S
     assert name == (f"2 unfreeze at epochs [0], budget {600 - 100 - SETUP_S} s, from the ImageNet weights "
                     "(no stage 1), first 42 layers frozen")
+
+
+def test_ready_made_transfer_config_is_the_measured_hour_run():
+    """configs/tiny-imagenet-transfer.yaml is the README's 0.7910 run (transfer_tiny_imagenet.py
+    --model efficientnet_lite2 --size 160 --unfreeze 0 --freeze-first 42 --tta --no-features) as one
+    `tinyvision train`: every setting that shapes training equal, so the two cannot drift apart."""
+    from transfer_stages import WEIGHTS, common_overrides
+    from transfer_tiny_imagenet import STAGE2
+
+    from tinyvision.engine import load_config
+
+    cfg = load_config("tiny-imagenet-transfer")
+    common = common_overrides("tiny-imagenet", "zip", Path("cache"), "efficientnet_lite2", 160)  # nothing is built
+    bench = load_config(None, {**common, **STAGE2, "transfer.pretrained": WEIGHTS["efficientnet_lite2"],
+                               "transfer.mode": "gradual", "transfer.unfreeze": [0], "transfer.freeze_first": 42,
+                               "train.tta": True, "train.epochs": 3, "train.checkpoint_every": 100})
+    for section in ("model", "transfer", "optim", "schedule", "augment"):
+        assert getattr(cfg, section) == getattr(bench, section), section
+    for key in ("epochs", "batch_size", "tta", "checkpoint_every", "seed"):
+        assert getattr(cfg.train, key) == getattr(bench.train, key), key
+    assert cfg.data.name == "tiny-imagenet" and cfg.train.time_budget == 58 * 60
