@@ -166,6 +166,28 @@ def _sides(run_dir):
             if l["type"] == "step"]
 
 
+def test_the_plans_val_timing_is_not_counted_as_training(tmp_path, src, monkeypatch):
+    """make_plan times a few val batches in the middle of an epoch. That is budget time but not
+    training, so the plan's first revision measures the steps' own speed, however long the val
+    timing took: a slow one used to read as a slowdown and cut the plan."""
+    from tinyvision.engine import train as train_module
+
+    make, first = train_module.Run.make_plan, {}
+    for extra in (0.0, 1.0):  # the val timing as is, then 1 s longer: some 90 steps on this clock
+        clock = FakeClock()
+
+        def make_plan(run, train_seconds):
+            clock.t += extra
+            make(run, train_seconds)
+
+        monkeypatch.setattr(train_module.Run, "make_plan", make_plan)
+        s = fit(_cfg(src, tmp_path / f"run{extra}", **{"train.time_budget": 6.0}), hooks=FitHooks(clock=clock))
+        plan = s["time_budget"]["plan"]
+        first[extra] = plan["revisions"][0]
+        assert first[extra]["at_step"] > plan["made_at_step"] + 10
+    assert first[1.0]["steps_per_s"] == pytest.approx(first[0.0]["steps_per_s"], rel=0.02), first
+
+
 def test_eval_every_skips_val_passes_but_never_the_final_one(tmp_path, src):
     from tinyvision.report.compare import run_row
     from tinyvision.errors import TinyVisionError

@@ -453,8 +453,13 @@ def train_one_epoch(run: Run) -> dict:
             trained = run.train_seconds + clock() - t_start
             if run.dist.any(run.dist.main and run.planner.observe(run.step, trained, run.budget_spent()), run.device):
                 if not run.planner.next_phase(run.step, trained):  # another phase: the full side, timed next
+                    t_plan = clock()
                     run.make_plan(trained)
                     _train_mode(run)  # the val batches timed for the plan ran in eval mode
+                    # ...and are not training: kept out of train_seconds, so the plan's first revision
+                    # (and the epoch's images/s) measure training steps only
+                    paused = clock() - t_plan
+                    t_start, t_window = t_start + paused, t_window + paused
         elif run.plan is not None and run.step in run.plan.checks():
             run.revise_plan(run.train_seconds + clock() - t_start)
         if saving:
