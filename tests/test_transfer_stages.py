@@ -73,7 +73,8 @@ def test_no_features_skips_stage1_and_starts_stage2_from_the_weights(tmp_path):
 def test_ready_made_transfer_config_is_the_measured_hour_run():
     """configs/tiny-imagenet-transfer.yaml is the README's hour run, 0.7853 mean of 3 seeds
     (transfer_tiny_imagenet.py --model efficientnet_lite2 --size 160 --unfreeze 0 --freeze-first 42
-    --tta --no-features), as one `tinyvision train`: every setting that shapes training equal, so the two cannot drift apart."""
+    --tta --no-features), as one `tinyvision train`: every setting that shapes training equal, so
+    the two cannot drift apart."""
     from transfer_stages import WEIGHTS, common_overrides
     from transfer_tiny_imagenet import STAGE2
 
