@@ -2,6 +2,8 @@
 
     python benchmarks/airbench_cpu.py --airbench AIRBENCH/legacy/airbench94.py \\
         --source cifar-10-python.tar.gz [--runs 1] [--seeds 1] [--dtype auto|bfloat16|float32] [--out DIR]
+    # more cifar10-fast seeds at an earlier run's airbench seconds (its seeds in DIR are read back)
+    python benchmarks/airbench_cpu.py --runs 0 --budget SECONDS --seeds 3 --source ... --out DIR
 
 airbench is not part of tinyvision and is not copied into it: fetch the public repository
 KellerJordan/cifar10-airbench and pass its `legacy/airbench94.py` (the uncompiled 94% script,
@@ -89,11 +91,32 @@ def write_airbench_data(source: str, root: Path) -> None:
         tmp.replace(root / name)
 
 
+def run_airbench(a: argparse.Namespace, work: Path) -> list[dict]:
+    """`a.runs` runs of airbench94 in `work`, each with its accuracy, its own seconds and its wall seconds."""
+    write_airbench_data(a.source, work / "cifar10")
+    ab = load_airbench(Path(a.airbench).resolve(), getattr(torch, a.dtype))
+    if a.epochs is not None:
+        ab["hyp"]["opt"]["train_epochs"] = a.epochs
+    here = os.getcwd()
+    os.chdir(work)  # its loader opens the relative path cifar10/
+    try:
+        ab["print_columns"](ab["logging_columns_list"], is_head=True)
+        runs = []
+        for i in range(a.runs):
+            t0 = time.perf_counter()
+            acc, own_s = ab["main"](i)
+            runs.append({"top1": acc, "seconds": own_s, "wall_s": time.perf_counter() - t0})
+    finally:
+        os.chdir(here)
+    return runs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--airbench", required=True, help="path to airbench's legacy/airbench94.py")
+    ap.add_argument("--airbench", help="path to airbench's legacy/airbench94.py (needed unless --runs 0)")
     ap.add_argument("--source", required=True, help="the official cifar-10-python.tar.gz")
-    ap.add_argument("--runs", type=int, default=1, help="airbench runs")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="airbench runs (0 with --budget: more cifar10-fast seeds beside an earlier run's, same --out)")
     ap.add_argument("--seeds", type=int, default=1, help="cifar10-fast seeds (0 skips it)")
     ap.add_argument("--budget", type=float, default=None,
                     help="cifar10-fast's time budget in seconds (default: airbench's mean seconds)")
@@ -105,26 +128,18 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
+    if a.runs == 0 and a.budget is None:
+        ap.error("--runs 0 needs --budget: the airbench seconds to give cifar10-fast")
+    if a.runs and a.airbench is None:
+        ap.error("--airbench is needed to run airbench (or --runs 0 --budget SECONDS)")
     if a.dtype == "auto":  # the same hardware test that tinyvision's precision auto makes first
         a.dtype = "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
     a.source = str(Path(a.source).resolve())  # opened again after the chdir into airbench's folder below
     root = Path(a.out or tempfile.mkdtemp(prefix="tv-airbench-")).resolve()
-    work = root / "airbench"
-    write_airbench_data(a.source, work / "cifar10")
-    ab = load_airbench(Path(a.airbench).resolve(), getattr(torch, a.dtype))
-    if a.epochs is not None:
-        ab["hyp"]["opt"]["train_epochs"] = a.epochs
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, airbench94 in {a.dtype}, runs in {root}",
           flush=True)
-    os.chdir(work)  # its loader opens the relative path cifar10/
-    ab["print_columns"](ab["logging_columns_list"], is_head=True)
-    runs = []
-    for i in range(a.runs):
-        t0 = time.perf_counter()
-        acc, own_s = ab["main"](i)
-        runs.append({"top1": acc, "seconds": own_s, "wall_s": time.perf_counter() - t0})
-    airbench_s = statistics.mean(r["seconds"] for r in runs)
-    budget = a.budget if a.budget is not None else airbench_s
+    runs = run_airbench(a, root / "airbench") if a.runs else []
+    budget = a.budget if a.budget is not None else statistics.mean(r["seconds"] for r in runs)
 
     ours = []
     if a.seeds:
@@ -144,9 +159,10 @@ def main() -> None:
     print()
     print("| run | top-1 (mean ± std, n) | seconds (its own clock) | wall seconds | 94% at (s, each run) |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    print(f"| airbench94, {a.dtype} | {cell([r['top1'] for r in runs])} | {airbench_s:.0f} | "
-          f"{statistics.mean(r['wall_s'] for r in runs):.0f} | "
-          f"{', '.join(at(r['seconds'] if r['top1'] >= 0.94 else None) for r in runs)} |")
+    if runs:
+        print(f"| airbench94, {a.dtype} | {cell([r['top1'] for r in runs])} | "
+              f"{statistics.mean(r['seconds'] for r in runs):.0f} | {statistics.mean(r['wall_s'] for r in runs):.0f} | "
+              f"{', '.join(at(r['seconds'] if r['top1'] >= 0.94 else None) for r in runs)} |")
     if ours:
         name = " ".join(["cifar10-fast", *a.set])
         print(f"| {name}, time budget {budget:.0f} s | {cell([r['top1'] for r in ours])} | "
