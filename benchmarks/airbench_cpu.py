@@ -134,7 +134,7 @@ def main() -> None:
         ap.error("--airbench is needed to run airbench (or --runs 0 --budget SECONDS)")
     if a.dtype == "auto":  # the same hardware test that tinyvision's precision auto makes first
         a.dtype = "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
-    a.source = str(Path(a.source).resolve())  # opened again after the chdir into airbench's folder below
+    a.source = str(Path(a.source).resolve())  # absolute: run_airbench works in airbench's folder
     root = Path(a.out or tempfile.mkdtemp(prefix="tv-airbench-")).resolve()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, airbench94 in {a.dtype}, runs in {root}",
           flush=True)
